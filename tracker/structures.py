@@ -1,0 +1,132 @@
+"""Typed values that flow between stages: Ellipse, Boundary, Frame, FrameResult."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Ellipse:
+    """Pixels, x right / y down; semi-axes with semi_minor <= semi_major; major-axis angle in [0, pi)."""
+
+    cx: float
+    cy: float
+    semi_major: float
+    semi_minor: float
+    angle_rad: float
+
+    def __post_init__(self) -> None:
+        # Normalise on construction so equal ellipses compare and serialise equally.
+        a, b, t = float(self.semi_major), float(self.semi_minor), float(self.angle_rad)
+        if b > a:
+            a, b, t = b, a, t + math.pi / 2
+        object.__setattr__(self, "cx", float(self.cx))
+        object.__setattr__(self, "cy", float(self.cy))
+        object.__setattr__(self, "semi_major", a)
+        object.__setattr__(self, "semi_minor", b)
+        object.__setattr__(self, "angle_rad", t % math.pi)
+
+    @classmethod
+    def from_cv2(cls, box: tuple) -> Ellipse:
+        """cv2.fitEllipse / RotatedRect ((cx, cy), (full_w, full_h), angle_deg) -> canonical form."""
+        (cx, cy), (w, h), angle_deg = box
+        return cls(cx, cy, w / 2.0, h / 2.0, math.radians(angle_deg))
+
+    @classmethod
+    def circle(cls, cx: float, cy: float, radius: float) -> Ellipse:
+        """A circle of `radius` pixels centred at (cx, cy)."""
+        return cls(cx, cy, radius, radius, 0.0)
+
+    def to_cv2(self) -> tuple[tuple[float, float], tuple[float, float], float]:
+        """Canonical form -> ((cx, cy), (full_major, full_minor), angle_deg) for cv2.ellipse."""
+        return (self.cx, self.cy), (2 * self.semi_major, 2 * self.semi_minor), math.degrees(self.angle_rad)
+
+    @property
+    def angle_deg(self) -> float:
+        """Major-axis angle in degrees, [0, 180)."""
+        return math.degrees(self.angle_rad)
+
+    @property
+    def center_xy(self) -> tuple[float, float]:
+        """Centre (x, y) in pixels."""
+        return self.cx, self.cy
+
+    @property
+    def area_px2(self) -> float:
+        """Area in square pixels."""
+        return math.pi * self.semi_major * self.semi_minor
+
+    @property
+    def axis_ratio(self) -> float:
+        """semi_minor / semi_major in (0, 1]; 1 for a circle."""
+        return self.semi_minor / self.semi_major if self.semi_major > 0 else 0.0
+
+    def points(self, n: int = 360) -> np.ndarray:
+        """(n, 2) float64 points spaced evenly in the parametric angle, frame pixels."""
+        t = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
+        return self.points_at(t)
+
+    def points_at(self, t: np.ndarray) -> np.ndarray:
+        """(len(t), 2) float64 points at parametric angles `t` (radians)."""
+        c, s = math.cos(self.angle_rad), math.sin(self.angle_rad)
+        x = self.semi_major * np.cos(t)
+        y = self.semi_minor * np.sin(t)
+        return np.stack([self.cx + c * x - s * y, self.cy + s * x + c * y], axis=-1)
+
+    def scaled(self, sx: float, sy: float) -> Ellipse:
+        """The image of this ellipse under (x, y) -> (sx * x, sy * y), exact for anisotropic scales."""
+        return self.affine(np.array([[sx, 0.0, 0.0], [0.0, sy, 0.0]]))
+
+    def affine(self, m: np.ndarray) -> Ellipse:
+        """The image of this ellipse under the 2x3 affine map `m` (an ellipse maps to an ellipse)."""
+        m = np.asarray(m, dtype=np.float64)
+        c, s = math.cos(self.angle_rad), math.sin(self.angle_rad)
+        # Columns of the shape matrix are the semi-axis vectors; map them and take the SVD.
+        axes = np.array([[c * self.semi_major, -s * self.semi_minor], [s * self.semi_major, c * self.semi_minor]])
+        u, sv, _ = np.linalg.svd(m[:, :2] @ axes)
+        centre = m[:, :2] @ np.array([self.cx, self.cy]) + m[:, 2]
+        return Ellipse(centre[0], centre[1], sv[0], sv[1], math.atan2(u[1, 0], u[0, 0]))
+
+
+class Status(str, enum.Enum):
+    """Why a frame has the boundaries it has; `ok` when both were found."""
+
+    OK = "ok"
+    NO_PUPIL = "no_pupil"  # iris found, pupil not (lid over the pupil, strong glint, out of focus)
+    NO_IRIS = "no_iris"  # blink, eye closed or no eye in view
+    BAD_FRAME = "bad_frame"  # the frame could not be decoded or converted
+
+
+@dataclass(frozen=True, slots=True)
+class Boundary:
+    """One fitted boundary (limbus or pupil): the ellipse in frame pixels and a confidence in [0, 1]."""
+
+    ellipse: Ellipse
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One image from a source: (H, W) or (H, W, 3) uint8/uint16 array, its index and time."""
+
+    image: np.ndarray
+    index: int
+    timestamp_s: float
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FrameResult:
+    """What the tracker found in one frame; boundaries in frame pixels, None when absent."""
+
+    source: str
+    frame_index: int
+    timestamp_s: float
+    iris: Boundary | None
+    pupil: Boundary | None
+    status: Status
+    latency_ms: float
