@@ -1,0 +1,1 @@
+"""CLI commands for GPU engines: build-engine, check-gpu, info (filled in by the GPU work)."""
