@@ -31,7 +31,8 @@ def main() -> None:
 
 def _register_optional_commands() -> None:
     # Each command module adds its commands to `main`; they import heavy things lazily inside the commands.
-    from tracker import cli_gpu  # noqa: F401
+    from tracker import cli_gpu, cli_run  # noqa: F401
+    from training import cli  # noqa: F401  (imports TensorFlow only when train/export run)
 
 
 _register_optional_commands()

@@ -97,6 +97,7 @@ class Status(str, enum.Enum):
 
     OK = "ok"
     NO_PUPIL = "no_pupil"  # iris found, pupil not (lid over the pupil, strong glint, out of focus)
+    PUPIL_ONLY = "pupil_only"  # pupil found, limbus not (close-ups where the iris leaves the frame)
     NO_IRIS = "no_iris"  # blink, eye closed or no eye in view
     BAD_FRAME = "bad_frame"  # the frame could not be decoded or converted
 

@@ -1,0 +1,185 @@
+"""CLI commands that track: run (files, folders, cameras, the bundled demo) and eval (accuracy on labelled data)."""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+
+import click
+
+from tracker.cli import main
+from tracker.errors import TrackerError
+
+DEMO_FRAMES, DEMO_SIZE_WH, DEMO_FPS, DEMO_SEED = 600, (320, 240), 60.0, 7
+
+
+def _demo_clip(folder: Path) -> tuple[Path, Path]:
+    """Render the bundled synthetic demo clip once (deterministic) and return (video, truth csv)."""
+    from tracker.synthetic import write_clip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    video, truth = folder / f"demo_clip_{DEMO_SEED}.mp4", folder / f"demo_clip_{DEMO_SEED}_truth.csv"
+    if not (video.exists() and truth.exists()):
+        write_clip(video, truth, DEMO_FRAMES, DEMO_SIZE_WH, DEMO_FPS, DEMO_SEED)
+    return video, truth
+
+
+def _tracker_config(shape: str, threshold: float, smooth: bool):
+    from tracker.fitting import FitConfig
+    from tracker.pipeline import TrackerConfig
+
+    return TrackerConfig(fit=FitConfig(threshold=threshold, shape=shape), smooth=smooth)
+
+
+def _backend_options(f):
+    f = click.option("--backend", type=click.Choice(["auto", "cpu", "openvino", "onnxruntime", "tensorrt"]),
+                     default="auto", show_default=True, help="inference engine; auto prefers TensorRT, then OpenVINO")(f)
+    f = click.option("--model", type=click.Path(dir_okay=False), default=None,
+                     help="ONNX model (default: the shipped engines/default/model.onnx)")(f)
+    return f
+
+
+def load_tracker(model: str | None, backend: str, config, quiet: bool = False):
+    """Load the backend (one notice line on stderr) and wrap it in a Tracker."""
+    from tracker.backends.select import load_backend
+    from tracker.pipeline import Tracker
+
+    loaded, notice = load_backend(Path(model) if model else None, backend)
+    if not quiet:
+        click.echo(notice, err=True)
+    return Tracker(loaded, config)
+
+
+@main.command()
+@click.argument("source", required=False)
+@_backend_options
+@click.option("--out", "jsonl", type=click.Path(dir_okay=False), help="write one JSON object per frame")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="write one CSV row per frame")
+@click.option("--video-out", type=click.Path(dir_okay=False), help="write an overlay video (.mp4)")
+@click.option("--show", is_flag=True, help="live window (q quit, space pause, r record, s snapshot)")
+@click.option("--shape", type=click.Choice(["ellipse", "circle"]), default="ellipse", show_default=True)
+@click.option("--threshold", default=0.35, show_default=True, help="edge probability a boundary point must reach")
+@click.option("--no-smooth", is_flag=True, help="no frame-to-frame smoothing (always off for image folders)")
+@click.option("--realtime", is_flag=True, help="replay a file at its own frame rate, as if it were a camera")
+@click.option("--max-frames", type=int, default=None)
+@click.option("--width", type=int, default=None, help="camera resolution (where OpenCV supports it)")
+@click.option("--height", type=int, default=None)
+@click.option("--fps", "camera_fps", type=float, default=None, help="camera frame rate")
+@click.option("--exposure", type=float, default=None, help="camera exposure (driver units)")
+@click.option("--quiet", is_flag=True, help="no progress bar or summary")
+def run(source, model, backend, jsonl, csv_path, video_out, show, shape, threshold, no_smooth, realtime, max_frames,
+        width, height, camera_fps, exposure, quiet) -> None:
+    """Track SOURCE: a video, an image, a folder or glob of images, a camera index (0) or an OpenCV/GStreamer URL.
+
+    With no SOURCE, tracks the bundled synthetic demo clip and compares with its ground truth.
+    """
+    from tracker import runner, sinks
+    from tracker.sources import CameraOptions, open_source
+
+    truth_path = None
+    if source is None:
+        video, truth_path = _demo_clip(Path("out"))
+        source = str(video)
+    skipped: list[str] = []
+
+    def on_skip(message: str) -> None:
+        skipped.append(message)
+        click.echo(f"skipped: {message}", err=True)
+
+    camera = CameraOptions(width=width, height=height, fps=camera_fps, exposure=exposure)
+    with ExitStack() as stack:
+        src = stack.enter_context(open_source(source, realtime=realtime, camera=camera, on_skip=on_skip))
+        folder_like = not src.is_live and src.fps is None
+        tracker = stack.enter_context(load_tracker(model, backend, _tracker_config(shape, threshold,
+                                                                                    not no_smooth and not folder_like),
+                                                   quiet))
+        outputs = []
+        if jsonl:
+            outputs.append(sinks.JsonlSink(jsonl))
+        if csv_path:
+            outputs.append(sinks.CsvSink(csv_path))
+        if video_out:
+            outputs.append(sinks.VideoSink(video_out, fps=src.fps or 30.0))
+        window = None
+        if show:
+            window = sinks.WindowSink("iristrack")
+            outputs.append(window)
+        sink = stack.enter_context(sinks.MultiSink(outputs))
+        truth = runner.read_truth_csv(truth_path) if truth_path else None
+        iris_cmp, pupil_cmp = runner.TruthComparison(), runner.TruthComparison()
+
+        def compare(result):
+            if truth is not None and result.frame_index in truth:
+                t_iris, t_pupil = truth[result.frame_index]
+                iris_cmp.add(t_iris, result.iris.ellipse if result.iris else None)
+                pupil_cmp.add(t_pupil, result.pupil.ellipse if result.pupil else None)
+
+        summary = runner.run(src, tracker, sink, progress=not quiet, max_frames=max_frames, on_result=compare,
+                             should_stop=(lambda: window.wants_quit) if window else None)
+    if quiet:
+        return
+    n = max(summary.frames, 1)
+    click.echo(f"{summary.frames} frames from {source} in {summary.elapsed_s:.2f} s: {summary.fps:.0f} frames/s end "
+               f"to end ({tracker.backend.name})")
+    click.echo(f"iris detected in {100 * summary.iris_detected / n:.1f}% of frames, pupil in "
+               f"{100 * summary.pupil_detected / n:.1f}%")
+    if truth is not None:
+        click.echo("against the clip's ground truth: " + iris_cmp.line("iris"))
+        click.echo("against the clip's ground truth: " + pupil_cmp.line("pupil"))
+    if summary.dropped_frames:
+        click.echo(f"dropped {summary.dropped_frames} stale frames (live source)")
+    if summary.interrupted:
+        click.echo("interrupted: outputs hold every frame processed so far")
+    for path in (jsonl, csv_path, video_out):
+        if path:
+            click.echo(f"wrote {path}")
+
+
+@main.command(name="eval")
+@click.argument("data", type=click.Path())
+@_backend_options
+@click.option("--split-from", type=click.Path(exists=True, dir_okay=False),
+              help="model card or split.json whose subjects to use (with --split)")
+@click.option("--split", "split_name", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
+@click.option("--stored-size", is_flag=True, help="score at the stored size, not the original aspect ratio")
+@click.option("--baseline", is_flag=True, help="also score the classical OpenCV baseline")
+@click.option("--limit", type=int, default=None)
+@click.option("--shape", type=click.Choice(["ellipse", "circle"]), default="ellipse", show_default=True)
+@click.option("--threshold", default=0.35, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def eval_command(data, model, backend, split_from, split_name, stored_size, baseline, limit, shape, threshold,
+                 as_json) -> None:
+    """Score boundaries on DATA: images/ + masks/, images/ + ellipses.csv, or a folder with index.csv."""
+    from tracker.evaluation import evaluate, format_table, load_eval_set
+
+    subjects = _split_subjects(split_from, split_name) if split_from else None
+    tracker = load_tracker(model, backend, _tracker_config(shape, threshold, smooth=False), quiet=as_json)
+
+    def predict(image):
+        result = tracker(image)
+        return (result.iris.ellipse if result.iris else None, result.pupil.ellipse if result.pupil else None)
+
+    def items():
+        return load_eval_set(data, split_subjects=subjects, original_size=not stored_size, limit=limit)
+
+    results = {"model": evaluate(items(), predict)}
+    if baseline:
+        from tracker.baseline import ClassicalDetector
+
+        results["classical"] = evaluate(items(), ClassicalDetector())
+    if as_json:
+        click.echo(json.dumps(results["model"] if not baseline else results))
+    else:
+        click.echo(format_table(results))
+
+
+def _split_subjects(path: str, split_name: str) -> set[str]:
+    """Subjects of one split from a model card (training.split.test_subjects) or a run's split.json."""
+    doc = json.loads(Path(path).read_text())
+    if "subjects" in doc:
+        return set(doc["subjects"][split_name])
+    split = (doc.get("training") or {}).get("split") or {}
+    if split_name == "test" and split.get("test_subjects"):
+        return set(split["test_subjects"])
+    raise TrackerError(f"{path}: no {split_name} subjects recorded (use the run's split.json)")

@@ -1,0 +1,137 @@
+"""Edge maps -> limbus and pupil ellipses in frame pixels, with sanity checks and a confidence. Pure functions.
+
+Ridge points are found with Steger's method: at each candidate pixel the Hessian of the edge
+probability gives the ridge normal, and a second-order Taylor step along it gives the sub-pixel ridge
+centre. Points are mapped to frame pixels *before* fitting (x and y scale differently), then a RANSAC
+ellipse fit rejects lid lines, lashes and glints that survived the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tracker.geometry import EllipseFit, fit_circle_robust, fit_ellipse_robust
+from tracker.preprocess import LIMBUS, PUPIL, model_to_frame_xy
+from tracker.structures import Boundary, Ellipse, Status
+
+
+@dataclass(frozen=True, slots=True)
+class FitConfig:
+    """Thresholds of the edges -> ellipses stage; distances in model pixels unless named otherwise."""
+
+    threshold: float = 0.35  # edge probability a ridge must reach
+    shape: str = "ellipse"  # or "circle"
+    inlier_tol_model_px: float = 0.9
+    ransac_iterations: int = 96
+    min_points: int = 12
+    min_coverage: float = 0.3  # fraction of the perimeter (36 bins) holding inliers
+    min_axis_ratio: float = 0.4
+    min_semi_axis_model_px: float = 2.5
+    min_confidence: float = 0.15
+
+
+@dataclass(frozen=True, slots=True)
+class EyeFit:
+    """Both boundaries of one frame (None when absent) and the status that explains a None."""
+
+    iris: Boundary | None
+    pupil: Boundary | None
+    status: Status
+
+
+def ridge_points(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) float32 edge probability -> ((N, 2) float64 sub-pixel ridge centres xy, (N,) peak probabilities).
+
+    Only pixels above `threshold` are examined, so the cost follows the edge length, not the image size.
+    """
+    h, w = prob.shape
+    ys, xs = np.nonzero(prob[1:-1, 1:-1] >= threshold)
+    if len(xs) == 0:
+        return np.empty((0, 2)), np.empty(0)
+    ys += 1
+    xs += 1
+    c = prob[ys, xs]
+    l, r = prob[ys, xs - 1], prob[ys, xs + 1]
+    u, d = prob[ys - 1, xs], prob[ys + 1, xs]
+    gx, gy = (r - l) * 0.5, (d - u) * 0.5
+    hxx, hyy = r - 2 * c + l, d - 2 * c + u
+    hxy = (prob[ys + 1, xs + 1] - prob[ys + 1, xs - 1] - prob[ys - 1, xs + 1] + prob[ys - 1, xs - 1]) * 0.25
+    # Normal = eigenvector of the most negative Hessian eigenvalue (largest curvature across the ridge).
+    half_trace, det_term = (hxx + hyy) * 0.5, np.sqrt(((hxx - hyy) * 0.5) ** 2 + hxy**2)
+    lam = half_trace - det_term
+    nx, ny = hxy, lam - hxx
+    flat = (np.abs(nx) + np.abs(ny)) < 1e-9
+    nx, ny = np.where(flat, lam - hyy, nx), np.where(flat, hxy, ny)
+    norm = np.hypot(nx, ny) + 1e-12
+    nx, ny = nx / norm, ny / norm
+    curvature = hxx * nx * nx + 2 * hxy * nx * ny + hyy * ny * ny
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = -(gx * nx + gy * ny) / curvature
+    # A ridge centre belongs to this pixel when the step stays inside it and the profile is a maximum.
+    keep = (curvature < 0) & (np.abs(t * nx) <= 0.5) & (np.abs(t * ny) <= 0.5)
+    xy = np.stack([xs[keep] + t[keep] * nx[keep], ys[keep] + t[keep] * ny[keep]], axis=1)
+    return xy, c[keep]
+
+
+def _confidence(fit: EllipseFit, peaks: np.ndarray) -> float:
+    """Edge strength of the inliers x their share x perimeter coverage, in [0, 1]."""
+    strength = float(peaks[fit.inlier_mask].mean()) if fit.inlier_mask.any() else 0.0
+    coverage = min(1.0, fit.angular_coverage / 0.7)
+    return float(np.clip(strength * fit.inlier_fraction**0.5 * coverage, 0.0, 1.0))
+
+
+def fit_boundary(prob: np.ndarray, frame_hw: tuple[int, int], config: FitConfig) -> Boundary | None:
+    """(H, W) edge probability of one boundary -> its ellipse in frame pixels, or None if implausible."""
+    xy, peaks = ridge_points(prob, config.threshold)
+    if len(xy) < config.min_points:
+        return None
+    input_hw = prob.shape
+    frame_xy = model_to_frame_xy(xy, frame_hw, input_hw)
+    px_per_model = float(np.sqrt((frame_hw[0] / input_hw[0]) * (frame_hw[1] / input_hw[1])))
+    fitter = fit_circle_robust if config.shape == "circle" else fit_ellipse_robust
+    fit = fitter(frame_xy, inlier_tol_px=config.inlier_tol_model_px * px_per_model,
+                 iterations=config.ransac_iterations, min_points=config.min_points)
+    if fit is None or fit.angular_coverage < config.min_coverage:
+        return None
+    e = fit.ellipse
+    if e.axis_ratio < config.min_axis_ratio or e.semi_minor < config.min_semi_axis_model_px * px_per_model:
+        return None
+    # The ellipse's centre may leave the frame (close-ups), but not by more than its own size.
+    if not (-e.semi_major <= e.cx <= frame_hw[1] + e.semi_major and -e.semi_major <= e.cy <= frame_hw[0] + e.semi_major):
+        return None
+    confidence = _confidence(fit, peaks)
+    return Boundary(e, confidence) if confidence >= config.min_confidence else None
+
+
+def _inside(outer: Ellipse, x: float, y: float) -> bool:
+    """Whether (x, y) lies inside `outer`."""
+    c, s = np.cos(outer.angle_rad), np.sin(outer.angle_rad)
+    dx, dy = x - outer.cx, y - outer.cy
+    u, v = c * dx + s * dy, -s * dx + c * dy
+    return (u / outer.semi_major) ** 2 + (v / outer.semi_minor) ** 2 <= 1.0
+
+
+def pupil_fits_iris(pupil: Ellipse, iris: Ellipse) -> bool:
+    """The pupil's centre lies inside the iris and the pupil is clearly smaller than the iris."""
+    return _inside(iris, pupil.cx, pupil.cy) and pupil.semi_major < 0.92 * iris.semi_major
+
+
+def fit_eye(edges: np.ndarray, frame_hw: tuple[int, int], config: FitConfig = FitConfig()) -> EyeFit:
+    """(H, W, 2) edge probabilities (limbus, pupil) -> EyeFit in frame pixels."""
+    iris = fit_boundary(edges[:, :, LIMBUS], frame_hw, config)
+    pupil = fit_boundary(edges[:, :, PUPIL], frame_hw, config)
+    if iris is not None and pupil is not None and not pupil_fits_iris(pupil.ellipse, iris.ellipse):
+        # Trust the more confident boundary; a pupil outside its iris is a false detection of one of them.
+        if pupil.confidence > iris.confidence:
+            iris = None
+        else:
+            pupil = None
+    if iris is None and pupil is None:
+        return EyeFit(None, None, Status.NO_IRIS)
+    if pupil is None:
+        return EyeFit(iris, None, Status.NO_PUPIL)
+    if iris is None:
+        return EyeFit(None, pupil, Status.PUPIL_ONLY)
+    return EyeFit(iris, pupil, Status.OK)

@@ -1,0 +1,715 @@
+"""Synthetic NIR-like eye images and clips with exact ground truth (numpy + OpenCV only).
+
+The eye is a flat iris disc seen through an orthographic camera: a gaze tilt maps the unit disc of the
+iris plane to the limbus ellipse, and the pupil is a smaller disc in the same plane, so the two ellipses
+are always tilted consistently. Lids are two parabolic arcs in a (possibly rotated) lid frame. Every
+boundary is drawn with analytic coverage, clip(0.5 - signed_distance_px, 0, 1), so a pixel half covered
+by a region gets half its intensity: the 50 % crossing of the profile sits on the exact curve.
+Pixel centres are at integer coordinates, x right, y down.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tracker.errors import TrackerError
+from tracker.structures import Ellipse
+
+EVENTS: tuple[str, ...] = ("fixation", "saccade", "pursuit", "blink")
+# Below this visible fraction a boundary is not recoverable from the image: the CSV leaves it blank.
+MIN_VISIBLE_FRACTION = 0.15
+# Iris texture resolution in (normalised radius, angle): fine enough for 40 px radii at 320 x 240.
+_TEX_NR, _TEX_NT = 64, 512
+_EYE_RADIUS_PER_IRIS = 1.8  # eyeball rotation centre to iris plane, in iris radii (~11 mm / 6 mm)
+_LASH_POINTS = 7
+
+CLIP_COLUMNS: tuple[str, ...] = (
+    "frame", "timestamp_s", "event", "openness",
+    "iris_cx", "iris_cy", "iris_semi_major", "iris_semi_minor", "iris_angle_deg",
+    "pupil_cx", "pupil_cy", "pupil_semi_major", "pupil_semi_minor", "pupil_angle_deg",
+)  # fmt: skip
+IMAGE_SET_COLUMNS: tuple[str, ...] = (
+    "image",
+    "iris_cx", "iris_cy", "iris_semi_major", "iris_semi_minor", "iris_angle_deg",
+    "pupil_cx", "pupil_cy", "pupil_semi_major", "pupil_semi_minor", "pupil_angle_deg",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class EyeTruth:
+    """Exact ground truth of one rendered frame, frame pixels."""
+
+    iris: Ellipse  # the full limbus ellipse (even where lids hide part of it)
+    pupil: Ellipse  # the full pupil ellipse
+    mask: np.ndarray  # (H, W) uint8: 0 background/skin/sclera/lid, 1 visible iris, 2 visible pupil
+    openness: float  # 0 = eye closed, 1 = fully open
+    iris_visible_fraction: float  # fraction of the iris ellipse's perimeter that is not under a lid
+    pupil_visible_fraction: float
+    event: str  # "fixation" | "saccade" | "pursuit" | "blink" ("fixation" for single images)
+
+
+@dataclass(frozen=True, slots=True)
+class EyeParams:
+    """Everything needed to render one frame; lengths in frame pixels, intensities in [0, 1] of full scale."""
+
+    # Iris disc: centre, radius, gaze tilt (x, y components of the unit gaze vector, |tilt| < 1; the
+    # ellipse's axis ratio is sqrt(1 - |tilt|^2)) and roll of the texture about the optical axis.
+    iris_cx: float
+    iris_cy: float
+    iris_radius_px: float
+    tilt_x: float
+    tilt_y: float
+    roll_rad: float
+    # Pupil disc in the iris plane, in iris radii: radius ratio and centre offset (decentration).
+    pupil_ratio: float
+    pupil_offset_x: float
+    pupil_offset_y: float
+    # Lids: parabolas in a frame centred at (lid_cx, lid_cy) rotated by lid_tilt_rad; the opening spans
+    # |u| < lid_half_width_px; openness 1 puts the upper lid apex upper_lid_height_px above the centre,
+    # openness 0 lowers it onto the lower lid.
+    lid_cx: float
+    lid_cy: float
+    lid_tilt_rad: float
+    lid_half_width_px: float
+    upper_lid_height_px: float
+    lower_lid_height_px: float
+    openness: float
+    # Eyelashes: a per-eye set drawn from lash_seed, rooted on the current upper lid.
+    lash_seed: int
+    n_lashes: int
+    lash_length_px: float
+    lash_darkness: float
+    # Specular glints: ((x_px, y_px, radius_px), ...), saturated after the tone curve.
+    glints: tuple[tuple[float, float, float], ...]
+    # Appearance: reflectances in [0, 1]; the iris texture comes from texture_seed.
+    texture_seed: int
+    pupil_gray: float
+    iris_gray: float
+    sclera_gray: float
+    skin_gray: float
+    iris_contrast: float
+    limbus_darkness: float
+    lid_shadow: float
+    # Camera: illumination gradient (fractional change across the frame in x, y), defocus, tone, noise.
+    illum_gradient_x: float
+    illum_gradient_y: float
+    blur_sigma_px: float
+    gain: float
+    gamma: float
+    black_level: float
+    noise_sigma: float
+    noise_seed: int
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+
+
+def iris_plane_affine(params: EyeParams) -> np.ndarray:
+    """2x3 map from iris-plane coordinates (iris radii, centre 0) to frame pixels."""
+    gx, gy = params.tilt_x, params.tilt_y
+    gz = math.sqrt(max(1.0 - gx * gx - gy * gy, 1e-6))
+    # Projected columns of the rotation that takes the optical axis onto the gaze: continuous in the
+    # tilt, so the texture does not spin when the ellipse passes through a circle.
+    k = 1.0 / (1.0 + gz)
+    tilt = np.array([[1.0 - gx * gx * k, -gx * gy * k], [-gx * gy * k, 1.0 - gy * gy * k]])
+    c, s = math.cos(params.roll_rad), math.sin(params.roll_rad)
+    linear = params.iris_radius_px * tilt @ np.array([[c, -s], [s, c]])
+    return np.hstack([linear, [[params.iris_cx], [params.iris_cy]]])
+
+
+def iris_ellipse(params: EyeParams) -> Ellipse:
+    """The limbus ellipse in frame pixels."""
+    return Ellipse.circle(0.0, 0.0, 1.0).affine(iris_plane_affine(params))
+
+
+def pupil_ellipse(params: EyeParams) -> Ellipse:
+    """The pupil ellipse in frame pixels."""
+    circle = Ellipse.circle(params.pupil_offset_x, params.pupil_offset_y, params.pupil_ratio)
+    return circle.affine(iris_plane_affine(params))
+
+
+def _lid_curves(params: EyeParams, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Upper and lower lid v(u) and their slopes dv/du in the lid frame (v down), for `u` in pixels."""
+    o = float(np.clip(params.openness, 0.0, 1.0))
+    # The lower lid rises a little as the eye closes; at o = 0 the upper lid lies on it.
+    lower_h = params.lower_lid_height_px * (0.8 + 0.2 * o)
+    upper_h = -params.upper_lid_height_px * o + (1.0 - o) * lower_h
+    w2 = params.lid_half_width_px**2
+    q = 1.0 - u * u / w2
+    dq = -2.0 * u / w2
+    return upper_h * q, lower_h * q, upper_h * dq, lower_h * dq
+
+
+def lid_signed_distances(params: EyeParams, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate signed distances (px) below the upper lid and above the lower lid; both > 0 = open."""
+    c, s = math.cos(params.lid_tilt_rad), math.sin(params.lid_tilt_rad)
+    dx, dy = x - params.lid_cx, y - params.lid_cy
+    u = c * dx + s * dy
+    v = -s * dx + c * dy
+    up, lo, dup, dlo = _lid_curves(params, u)
+    # First-order distance to the curve v = f(u): (v - f) / sqrt(1 + f'^2); exact in sign.
+    return (v - up) / np.sqrt(1.0 + dup * dup), (lo - v) / np.sqrt(1.0 + dlo * dlo)
+
+
+def _visible_fraction(params: EyeParams, ellipse: Ellipse, n: int = 720) -> float:
+    """Fraction of the ellipse's arc length whose points are not under a lid."""
+    t = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
+    xy = ellipse.points_at(t)
+    # |dP/dt| weights make this an arc-length fraction, not a parametric-angle fraction.
+    speed = np.hypot(ellipse.semi_major * np.sin(t), ellipse.semi_minor * np.cos(t))
+    d_up, d_lo = lid_signed_distances(params, xy[:, 0], xy[:, 1])
+    visible = (d_up > 0) & (d_lo > 0)
+    total = float(speed.sum())
+    return float(speed[visible].sum()) / total if total > 0 else 0.0
+
+
+def _bbox(ellipse: Ellipse, size_wh: tuple[int, int], margin_px: float) -> tuple[int, int, int, int] | None:
+    """Pixel index box (x0, y0, x1, y1), end-exclusive, holding the ellipse plus margin; None if off-frame."""
+    c, s = math.cos(ellipse.angle_rad), math.sin(ellipse.angle_rad)
+    a, b = ellipse.semi_major, ellipse.semi_minor
+    hx = math.hypot(a * c, b * s) + margin_px
+    hy = math.hypot(a * s, b * c) + margin_px
+    w, h = size_wh
+    x0, x1 = max(0, math.floor(ellipse.cx - hx)), min(w, math.ceil(ellipse.cx + hx) + 1)
+    y0, y1 = max(0, math.floor(ellipse.cy - hy)), min(h, math.ceil(ellipse.cy + hy) + 1)
+    if x0 >= x1 or y0 >= y1:
+        return None
+    return x0, y0, x1, y1
+
+
+@functools.lru_cache(maxsize=16)
+def _pixel_grid(size_wh: tuple[int, int], dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) x and y of pixel centres in `dtype`, read-only."""
+    w, h = size_wh
+    y, x = np.mgrid[0:h, 0:w].astype(dtype)
+    x.setflags(write=False)
+    y.setflags(write=False)
+    return x, y
+
+
+# ---------------------------------------------------------------------------------------- per-eye assets
+
+
+def _wrap_blur(a: np.ndarray, sigma_r: float, sigma_t: float) -> np.ndarray:
+    """Gaussian blur of a (NR, NT) polar array, periodic in the angle (axis 1), clamped in the radius."""
+    pad = int(3 * sigma_t) + 2
+    padded = np.concatenate([a[:, -pad:], a, a[:, :pad]], axis=1)
+    out = cv2.GaussianBlur(padded, (0, 0), sigmaX=sigma_t, sigmaY=sigma_r, borderType=cv2.BORDER_REFLECT)
+    return out[:, pad:-pad]
+
+
+def _unit_std(a: np.ndarray) -> np.ndarray:
+    """Zero mean, unit standard deviation (float32)."""
+    a = a - a.mean()
+    return (a / max(float(a.std()), 1e-6)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _iris_texture(seed: int, contrast: float, limbus_darkness: float) -> np.ndarray:
+    """(NR, NT) float32 reflectance factor over (normalised radius 0 pupil..1 limbus, angle 0..2pi)."""
+    rng = np.random.default_rng(seed)
+    nr, nt = _TEX_NR, _TEX_NT
+    rho = np.linspace(0.0, 1.0, nr, dtype=np.float32)[:, None]
+    theta = np.linspace(0.0, 2 * np.pi, nt, endpoint=False, dtype=np.float32)[None, :]
+    pi = np.float32(np.pi)
+    # Radial fibres: noise long along the radius, thin across it.
+    fibres = _unit_std(_wrap_blur(rng.standard_normal((nr, nt)).astype(np.float32), 7.0, 0.9))
+    # Coarse blotches: blurred at 1/4 resolution (a wide blur at full resolution costs more than a frame).
+    small = _wrap_blur(rng.standard_normal((nr // 4, nt // 4)).astype(np.float32), 1.5, 3.5)
+    coarse = _unit_std(cv2.resize(small, (nt, nr), interpolation=cv2.INTER_LINEAR))
+    # Collarette: a wavy ring splitting the pupillary zone from the ciliary zone.
+    wobble = _unit_std(_wrap_blur(rng.standard_normal((1, nt)).astype(np.float32), 0.1, 10.0))
+    rho_c = rng.uniform(0.25, 0.42) + 0.04 * wobble
+    collarette = np.exp(-(((rho - rho_c) / 0.035) ** 2))
+    zone = np.where(rho < rho_c, rng.uniform(-0.5, 0.5), 0.0)
+    # Crypts: dark lens-shaped holes in the ciliary zone.
+    crypts = np.zeros((nr, nt), np.float32)
+    for _ in range(int(rng.integers(4, 16))):
+        r0, t0 = rng.uniform(0.35, 0.85), rng.uniform(0, 2 * np.pi)
+        dr, dt = rng.uniform(0.03, 0.09), rng.uniform(0.03, 0.12)
+        ang = (theta - t0 + pi) % (2 * pi) - pi  # wrapped angular distance
+        # Separable Gaussian: an outer product is far cheaper than a full-grid exp.
+        crypts += rng.uniform(0.6, 1.6) * np.exp(-(((rho - r0) / dr) ** 2)) * np.exp(-((ang / dt) ** 2))
+    # Contraction furrows: partial concentric dark arcs near the periphery.
+    furrows = np.zeros((nr, nt), np.float32)
+    for _ in range(int(rng.integers(1, 4))):
+        r0, t0, span = rng.uniform(0.6, 0.9), rng.uniform(0, 2 * np.pi), rng.uniform(0.4, 2.0)
+        ang = (theta - t0 + pi) % (2 * pi) - pi
+        furrows += np.exp(-(((rho - r0) / 0.012) ** 2)) * (np.abs(ang) < span)
+    detail = 0.55 * fibres + 0.35 * coarse + 0.8 * collarette + zone - crypts - 0.8 * furrows
+    factor = 1.0 + contrast * detail
+    ruff = 1.0 - 0.35 * np.exp(-rho / 0.04)  # dark pupillary ruff at the pupil margin
+    limbal = 1.0 - limbus_darkness * np.exp((rho - 1.0) / 0.09)  # darker limbal ring
+    out = np.clip(factor * ruff * limbal, 0.05, 3.0).astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _fine_noise(size_wh: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32 unit-std noise with a ~1 px correlation length, fixed per frame size."""
+    w, h = size_wh
+    raw = np.random.default_rng(12345).standard_normal((h, w)).astype(np.float32)
+    out = _unit_std(cv2.GaussianBlur(raw, (0, 0), 1.2))
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _skin_texture(seed: int, size_wh: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32 zero-mean, unit-std low-frequency noise for skin, sclera and pupil shading."""
+    w, h = size_wh
+    rng = np.random.default_rng(seed + 1)
+    coarse = rng.standard_normal((max(2, h // 40), max(2, w // 40))).astype(np.float32)
+    low = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+    # Pores: one shared fine field, shifted per eye (generating it per eye costs more than the render).
+    fine = np.roll(_fine_noise(size_wh), (int(rng.integers(h)), int(rng.integers(w))), axis=(0, 1))
+    out = _unit_std(0.8 * _unit_std(low) + 0.35 * fine)
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _lash_shapes(seed: int, n: int) -> np.ndarray:
+    """(n, 5) float64 per lash: root position along the lid (-1..1), start angle, curl, length factor, thick."""
+    rng = np.random.default_rng(seed)
+    u = rng.uniform(-0.92, 0.92, n)
+    # Most lashes point up and out over the skin; about a third hang down over the eye.
+    down = rng.random(n) < 0.35
+    base = np.where(down, np.pi / 2, -np.pi / 2) + rng.normal(0.0, 0.25, n)
+    lean = 0.9 * u * np.where(down, -1.0, 1.0)  # fan outwards from the lid centre
+    curl = rng.uniform(0.02, 0.12, n) * np.sign(u + 1e-9) * np.where(down, -1.0, 1.0)
+    length = rng.uniform(0.45, 1.0, n) * np.where(down, 0.8, 1.0)
+    thick = (rng.random(n) < 0.12).astype(np.float64)
+    out = np.stack([u, base + lean, curl, length, thick], axis=1)
+    out.setflags(write=False)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- rendering
+
+
+def _coverage(signed_distance_px: np.ndarray) -> np.ndarray:
+    """Area coverage of a region from the signed distance of pixel centres (> 0 inside)."""
+    return np.clip(0.5 + signed_distance_px, 0.0, 1.0)
+
+
+def _disc_coords(params: EyeParams, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Iris-plane coordinates (p, q) of pixels and the 2x2 inverse-transpose used for gradient norms."""
+    m = iris_plane_affine(params)
+    inv = np.linalg.inv(m[:, :2])
+    dx, dy = x - m[0, 2], y - m[1, 2]
+    return inv[0, 0] * dx + inv[0, 1] * dy, inv[1, 0] * dx + inv[1, 1] * dy, inv.T
+
+
+def _circle_distance_px(p: np.ndarray, q: np.ndarray, inv_t: np.ndarray, radius: float) -> np.ndarray:
+    """Signed pixel distance inside the plane circle |(p, q)| = radius (> 0 inside), first order."""
+    r = np.hypot(p, q)
+    rs = np.maximum(r, 1e-9)
+    # Gradient of r in pixels = inv^T (p, q) / r; dividing by its norm turns plane units into pixels.
+    gx = (inv_t[0, 0] * p + inv_t[0, 1] * q) / rs
+    gy = (inv_t[1, 0] * p + inv_t[1, 1] * q) / rs
+    return (radius - r) / np.maximum(np.hypot(gx, gy), 1e-9)
+
+
+def _draw_lashes(params: EyeParams, size_wh: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32 lash opacity in [0, 1], lashes rooted on the current upper lid."""
+    w, h = size_wh
+    layer = np.zeros((h, w), np.uint8)
+    if params.n_lashes <= 0 or params.lash_length_px <= 0:
+        return np.zeros((h, w), np.float32)
+    shapes = _lash_shapes(params.lash_seed, params.n_lashes)
+    u0 = shapes[:, 0] * params.lid_half_width_px
+    up, _, _, _ = _lid_curves(params, u0)
+    k = np.arange(_LASH_POINTS)[None, :]
+    angle = shapes[:, 1:2] + shapes[:, 2:3] * k
+    step = (params.lash_length_px * shapes[:, 3:4]) / (_LASH_POINTS - 1)
+    du = np.concatenate([np.zeros((len(u0), 1)), np.cumsum(step * np.cos(angle[:, :-1]), axis=1)], axis=1)
+    dv = np.concatenate([np.zeros((len(u0), 1)), np.cumsum(step * np.sin(angle[:, :-1]), axis=1)], axis=1)
+    u, v = u0[:, None] + du, up[:, None] + dv
+    c, s = math.cos(params.lid_tilt_rad), math.sin(params.lid_tilt_rad)
+    x = params.lid_cx + c * u - s * v
+    y = params.lid_cy + s * u + c * v
+    pts = np.round(np.stack([x, y], axis=-1) * 16).astype(np.int32)  # 4 fractional bits for cv2 shift
+    thick = shapes[:, 4] > 0
+    for mask, width in ((~thick, 1), (thick, 2)):
+        if mask.any():
+            cv2.polylines(layer, list(pts[mask]), False, 255, width, cv2.LINE_AA, shift=4)
+    return layer.astype(np.float32) * (params.lash_darkness / 255.0)
+
+
+def _add_glints(scene: np.ndarray, params: EyeParams) -> None:
+    """Add flat-topped specular spots (scene value up to ~4, so they saturate) in place."""
+    h, w = scene.shape
+    for gx, gy, radius in params.glints:
+        reach = 2.0 * radius + 2.0
+        x0, x1 = max(0, math.floor(gx - reach)), min(w, math.ceil(gx + reach) + 1)
+        y0, y1 = max(0, math.floor(gy - reach)), min(h, math.ceil(gy + reach) + 1)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        d2 = ((xx - gx) ** 2 + (yy - gy) ** 2) / max(radius, 0.3) ** 2
+        scene[y0:y1, x0:x1] += 4.0 * np.exp(-(d2**2))
+
+
+def render_eye(params: EyeParams, size_wh: tuple[int, int]) -> tuple[np.ndarray, EyeTruth]:
+    """Render one (H, W) uint8 NIR-like eye image and its exact ground truth; size_wh = (W, H)."""
+    w, h = size_wh
+    # Full-frame shading in float32 for speed; label geometry in float64 inside the iris box.
+    x, y = _pixel_grid((w, h), np.float32)
+    x64, y64 = _pixel_grid((w, h), np.float64)
+    iris, pupil = iris_ellipse(params), pupil_ellipse(params)
+    noise_field = _skin_texture(params.texture_seed, (w, h))
+
+    d_up, d_lo = lid_signed_distances(params, x, y)
+    open_cov = (_coverage(d_up) * _coverage(d_lo)).astype(np.float32)
+    open_mask = (d_up > 0) & (d_lo > 0)
+
+    # Sclera: smooth, darker towards the corners and in the shadow of the upper lid.
+    c, s = math.cos(params.lid_tilt_rad), math.sin(params.lid_tilt_rad)
+    u_frac = (c * (x - params.lid_cx) + s * (y - params.lid_cy)) / params.lid_half_width_px
+    eye = params.sclera_gray * (1.0 - 0.35 * np.minimum(u_frac * u_frac, 1.0)) * (1.0 + 0.03 * noise_field)
+
+    mask = np.zeros((h, w), np.uint8)
+    box = _bbox(iris, (w, h), margin_px=2.0)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        bx, by = x64[y0:y1, x0:x1], y64[y0:y1, x0:x1]
+        p, q, inv_t = _disc_coords(params, bx, by)
+        d_iris = _circle_distance_px(p, q, inv_t, 1.0)
+        pp, pq = p - params.pupil_offset_x, q - params.pupil_offset_y
+        d_pupil = _circle_distance_px(pp, pq, inv_t, params.pupil_ratio)
+        # Texture lookup in (normalised radius, angle); the texture stretches as the pupil dilates.
+        r = np.hypot(p, q)
+        rho = np.clip((r - params.pupil_ratio) / max(1.0 - params.pupil_ratio, 1e-3), 0.0, 1.0)
+        map_y = (rho * (_TEX_NR - 1.001)).astype(np.float32)
+        map_x = ((np.arctan2(q, p) % (2 * np.pi)) * (_TEX_NT / (2 * np.pi))).astype(np.float32)
+        tex = _iris_texture(params.texture_seed, params.iris_contrast, params.limbus_darkness)
+        iris_val = params.iris_gray * cv2.remap(tex, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+        pupil_val = params.pupil_gray * (1.0 + 0.25 * noise_field[y0:y1, x0:x1])
+        a_iris = _coverage(d_iris).astype(np.float32)
+        a_pupil = _coverage(d_pupil).astype(np.float32)
+        sub = eye[y0:y1, x0:x1]
+        sub = sub + a_iris * (iris_val - sub)
+        eye[y0:y1, x0:x1] = sub + a_pupil * (pupil_val - sub)
+        # Exact labels: pixel centre strictly inside the ellipse and in the lid opening.
+        inside_iris, inside_pupil = d_iris > 0, d_pupil > 0
+        open_box = open_mask[y0:y1, x0:x1]
+        mask[y0:y1, x0:x1] = np.where(inside_pupil & open_box, 2, np.where(inside_iris & open_box, 1, 0))
+
+    # The upper lid shades the eye just below its margin.
+    shadow_px = 0.15 * params.iris_radius_px + 1.0
+    eye *= 1.0 - params.lid_shadow * np.exp(-np.maximum(d_up, 0.0) / shadow_px).astype(np.float32)
+    _add_glints(eye, params)
+
+    # Skin with a dark lash line along the lid margins and a lid crease above the upper lid.
+    # Margins and crease fade out towards the eye corners (the parabolas continue past them).
+    fade = np.clip(1.0 - u_frac * u_frac, 0.0, 1.0) ** 0.5
+    skin = params.skin_gray * (1.0 + 0.04 * noise_field)
+    crease_px = 0.45 * params.upper_lid_height_px + 2.0
+    skin *= 1.0 - 0.35 * fade * np.exp(-((d_up / 2.5) ** 2)).astype(np.float32)
+    skin *= 1.0 - 0.15 * fade * np.exp(-(((d_up + crease_px) / (0.15 * crease_px + 1.0)) ** 2)).astype(np.float32)
+    skin *= 1.0 - 0.2 * fade * np.exp(-((d_lo / 2.0) ** 2)).astype(np.float32)
+    scene = skin + open_cov * (eye - skin)
+    scene *= 1.0 - _draw_lashes(params, (w, h))
+
+    # Illumination falls off across the frame (off-axis NIR LED).
+    illum_x = (1.0 + params.illum_gradient_x * (np.arange(w, dtype=np.float32) / max(w - 1, 1) - 0.5))[None, :]
+    illum_y = (1.0 + params.illum_gradient_y * (np.arange(h, dtype=np.float32) / max(h - 1, 1) - 0.5))[:, None]
+    scene *= illum_x * illum_y
+    if params.blur_sigma_px > 0.05:
+        scene = cv2.GaussianBlur(scene, (0, 0), params.blur_sigma_px)
+    out = params.gain * np.power(np.maximum(scene, 0.0), params.gamma) + params.black_level
+    if params.noise_sigma > 0:
+        noise = np.random.default_rng(params.noise_seed).standard_normal((h, w), dtype=np.float32)
+        # Shot-like noise: stronger in bright regions.
+        out += params.noise_sigma * (0.5 + 0.5 * np.sqrt(np.clip(out, 0.0, 1.0))) * noise
+    image = np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+    truth = EyeTruth(
+        iris=iris,
+        pupil=pupil,
+        mask=mask,
+        openness=float(np.clip(params.openness, 0.0, 1.0)),
+        iris_visible_fraction=_visible_fraction(params, iris),
+        pupil_visible_fraction=_visible_fraction(params, pupil),
+        event="fixation",
+    )
+    return image, truth
+
+
+# ------------------------------------------------------------------------------------------- sampling
+
+
+def _random_glints(
+    rng: np.random.Generator, pupil: Ellipse, iris_radius_px: float
+) -> tuple[tuple[float, float, float], ...]:
+    """1-4 glints near the pupil, one sometimes on the pupil boundary."""
+    n = int(rng.integers(1, 5))
+    glints = []
+    for i in range(n):
+        if i == 0 and rng.random() < 0.3:
+            x, y = pupil.points_at(np.array([rng.uniform(0, 2 * np.pi)]))[0]
+        else:
+            ang, dist = rng.uniform(0, 2 * np.pi), rng.uniform(0.0, 1.3) * pupil.semi_major
+            x, y = pupil.cx + dist * math.cos(ang), pupil.cy + dist * math.sin(ang)
+        glints.append((float(x), float(y), float(rng.uniform(0.8, 1.2 + 0.05 * iris_radius_px))))
+    return tuple(glints)
+
+
+def random_eye_params(rng: np.random.Generator, size_wh: tuple[int, int]) -> EyeParams:
+    """A random eye spanning close-ups to small irises, tilted gaze, lids, lashes, glints and camera effects."""
+    w, h = size_wh
+    side = min(w, h)
+    radius = side * math.exp(rng.uniform(math.log(0.12), math.log(0.40)))
+    # Off-axis angle with cos in [0.6, 1], biased towards frontal views.
+    cos_off = 1.0 - 0.4 * rng.random() ** 1.5
+    sin_off, phi = math.sqrt(1.0 - cos_off**2), rng.uniform(0, 2 * np.pi)
+    if rng.random() < 0.2:  # partial crop: the iris may leave the frame by up to 0.6 radius
+        cx, cy = rng.uniform(-0.3 * radius, w + 0.3 * radius), rng.uniform(-0.3 * radius, h + 0.3 * radius)
+    else:
+        mx, my = min(0.9 * radius, w / 2), min(0.9 * radius, h / 2)
+        cx, cy = rng.uniform(mx, w - mx), rng.uniform(my, h - my)
+    off_r, off_a = rng.uniform(0.0, 0.08), rng.uniform(0, 2 * np.pi)
+    u_open = rng.random()
+    openness = rng.uniform(0.75, 1.0) if u_open < 0.75 else (rng.uniform(0.1, 0.75) if u_open < 0.95 else 0.0)
+    iris_gray = rng.uniform(0.22, 0.6)
+    params = EyeParams(
+        iris_cx=cx,
+        iris_cy=cy,
+        iris_radius_px=radius,
+        tilt_x=sin_off * math.cos(phi),
+        tilt_y=sin_off * math.sin(phi),
+        roll_rad=rng.uniform(0, 2 * np.pi),
+        pupil_ratio=rng.uniform(0.2, 0.7),
+        pupil_offset_x=off_r * math.cos(off_a),
+        pupil_offset_y=off_r * math.sin(off_a),
+        lid_cx=cx + rng.uniform(-0.3, 0.3) * radius,
+        lid_cy=cy + rng.uniform(-0.1, 0.25) * radius,
+        lid_tilt_rad=rng.normal(0.0, 0.08),
+        lid_half_width_px=radius * rng.uniform(1.7, 2.8),
+        upper_lid_height_px=radius * rng.uniform(0.6, 1.35),
+        lower_lid_height_px=radius * rng.uniform(0.6, 1.3),
+        openness=openness,
+        lash_seed=int(rng.integers(2**31)),
+        n_lashes=int(rng.integers(0, 90)),
+        lash_length_px=radius * rng.uniform(0.3, 0.9),
+        lash_darkness=rng.uniform(0.4, 0.9),
+        glints=(),
+        texture_seed=int(rng.integers(2**31)),
+        pupil_gray=rng.uniform(0.02, 0.12),
+        iris_gray=iris_gray,
+        sclera_gray=min(0.95, iris_gray + rng.uniform(0.2, 0.45)),
+        skin_gray=rng.uniform(0.5, 0.9),
+        iris_contrast=rng.uniform(0.1, 0.35),
+        limbus_darkness=rng.uniform(0.1, 0.5),
+        lid_shadow=rng.uniform(0.0, 0.35),
+        illum_gradient_x=rng.uniform(-0.4, 0.4),
+        illum_gradient_y=rng.uniform(-0.4, 0.4),
+        blur_sigma_px=1.5 * rng.random() ** 2,
+        gain=rng.uniform(0.7, 1.3),
+        gamma=rng.uniform(0.7, 1.4),
+        black_level=rng.uniform(0.0, 0.05),
+        noise_sigma=rng.uniform(0.0, 0.06),
+        noise_seed=int(rng.integers(2**31)),
+    )
+    return replace(params, glints=_random_glints(rng, pupil_ellipse(params), radius))
+
+
+# ------------------------------------------------------------------------------------------- clips
+
+
+@dataclass(frozen=True, slots=True)
+class _GazeSample:
+    """Gaze angles (radians), openness and event label of one clip frame."""
+
+    yaw_rad: float
+    pitch_rad: float
+    openness: float
+    event: str
+
+
+def _min_jerk(t: np.ndarray) -> np.ndarray:
+    """Minimum-jerk position profile 0 -> 1 for t in [0, 1]: the bell-shaped velocity of a saccade."""
+    return t**3 * (10 - 15 * t + 6 * t**2)
+
+
+def _gaze_schedule(rng: np.random.Generator, n_frames: int, fps: float) -> list[_GazeSample]:
+    """Per-frame gaze: fixations with drift, saccades, pursuits and blinks; the first blink comes early."""
+    limit_yaw, limit_pitch = math.radians(18), math.radians(13)
+    yaw, pitch = rng.uniform(-0.5, 0.5) * limit_yaw, rng.uniform(-0.5, 0.5) * limit_pitch
+    # The opening sequence shows each kind of event once; after it events are drawn at random.
+    queue = ["saccade", "blink", "pursuit"]
+    out: list[_GazeSample] = []
+    fixating = True
+    while len(out) < n_frames:
+        if fixating:
+            n = max(2, round(rng.uniform(0.15, 0.4) * fps))
+            drift = rng.normal(0.0, math.radians(0.6), 2) / fps  # slow drift, ~0.6 deg/s
+            for _ in range(n):
+                yaw += drift[0] + rng.normal(0.0, math.radians(0.03))
+                pitch += drift[1] + rng.normal(0.0, math.radians(0.03))
+                out.append(_GazeSample(yaw, pitch, 1.0, "fixation"))
+            fixating = False
+            continue
+        event = queue.pop(0) if queue else str(rng.choice(["saccade", "pursuit", "blink"], p=[0.65, 0.25, 0.1]))
+        fixating = True
+        if event == "saccade":
+            n = int(np.clip(round(rng.uniform(0.033, 0.083) * fps), 1, None))
+            target = rng.uniform(-limit_yaw, limit_yaw), rng.uniform(-limit_pitch, limit_pitch)
+            s = _min_jerk(np.arange(1, n + 1) / n)
+            for f in s:
+                out.append(_GazeSample(yaw + f * (target[0] - yaw), pitch + f * (target[1] - pitch), 1.0, event))
+            yaw, pitch = target
+        elif event == "pursuit":
+            n = max(2, round(rng.uniform(0.3, 0.8) * fps))
+            speed, direction = math.radians(rng.uniform(5, 20)), rng.uniform(0, 2 * np.pi)
+            sinusoidal = rng.random() < 0.5
+            y0, p0 = yaw, pitch
+            for i in range(1, n + 1):
+                t = i / fps
+                travel = speed * (math.sin(2 * np.pi * t / (n / fps)) * n / fps / (2 * np.pi) if sinusoidal else t)
+                yaw = float(np.clip(y0 + travel * math.cos(direction), -limit_yaw, limit_yaw))
+                pitch = float(np.clip(p0 + travel * math.sin(direction), -limit_pitch, limit_pitch))
+                out.append(_GazeSample(yaw, pitch, 1.0, event))
+        else:  # blink: close ~100 ms, hold, reopen a little slower; the middle frame is fully closed
+            n_close = max(2, round(rng.uniform(0.08, 0.11) * fps))
+            extra = max(1, round(0.02 * fps))
+            closing = 0.5 * (1 + np.cos(np.pi * np.arange(n_close) / n_close))
+            opening = 0.5 * (1 - np.cos(np.pi * np.arange(1, n_close + extra + 1) / (n_close + extra)))
+            profile = np.concatenate([closing, np.zeros(extra + 1), opening[:-1]])
+            for o in profile:
+                out.append(_GazeSample(yaw, pitch, float(o), event))
+    return out[:n_frames]
+
+
+def _clip_eye(rng: np.random.Generator, size_wh: tuple[int, int]) -> EyeParams:
+    """A random eye suited to a demo clip: iris well inside the frame, open, mild camera effects."""
+    w, h = size_wh
+    base = random_eye_params(rng, size_wh)
+    radius = min(w, h) * rng.uniform(0.16, 0.26)
+    cx, cy = w / 2 + rng.uniform(-0.05, 0.05) * w, h / 2 + rng.uniform(-0.05, 0.05) * h
+    return replace(
+        base,
+        iris_cx=cx,
+        iris_cy=cy,
+        iris_radius_px=radius,
+        lid_cx=cx + rng.uniform(-0.2, 0.2) * radius,
+        lid_cy=cy + rng.uniform(0.0, 0.2) * radius,
+        lid_tilt_rad=rng.normal(0.0, 0.05),
+        pupil_ratio=rng.uniform(0.3, 0.5),
+        lid_half_width_px=radius * rng.uniform(2.2, 2.8),
+        upper_lid_height_px=radius * rng.uniform(0.85, 1.2),
+        lower_lid_height_px=radius * rng.uniform(0.9, 1.3),
+        lash_length_px=radius * rng.uniform(0.4, 0.8),
+        n_lashes=int(rng.integers(30, 80)),
+        blur_sigma_px=rng.uniform(0.0, 0.8),
+        noise_sigma=rng.uniform(0.01, 0.03),
+        gain=rng.uniform(0.9, 1.1),
+        gamma=rng.uniform(0.85, 1.15),
+    )
+
+
+def render_clip(
+    n_frames: int, size_wh: tuple[int, int] = (320, 240), fps: float = 60.0, seed: int = 0
+) -> Iterator[tuple[np.ndarray, EyeTruth]]:
+    """Yield n_frames (H, W) uint8 frames of one eye moving its gaze, with per-frame truth and event."""
+    rng = np.random.default_rng(seed)
+    eye = _clip_eye(rng, size_wh)
+    schedule = _gaze_schedule(rng, n_frames, fps)
+    radius = eye.iris_radius_px
+    eye_radius_px = _EYE_RADIUS_PER_IRIS * radius
+    # The camera looks up at the eye from below-side, so straight-ahead gaze is already off-axis.
+    cam_yaw, cam_pitch = rng.uniform(-0.25, 0.25), rng.uniform(-0.35, 0.0)
+    centre_x = eye.iris_cx - eye_radius_px * math.sin(cam_yaw)
+    centre_y = eye.iris_cy - eye_radius_px * math.sin(cam_pitch)
+    glint_base = _random_glints(rng, pupil_ellipse(eye), radius)[:2]
+    pupil_mean, pupil_amp = eye.pupil_ratio, rng.uniform(0.03, 0.08)
+    pupil_period_s, pupil_phase = rng.uniform(3.0, 8.0), rng.uniform(0, 2 * np.pi)
+    noise_seeds = rng.integers(0, 2**31, n_frames)
+    for i, g in enumerate(schedule):
+        yaw, pitch = g.yaw_rad + cam_yaw, g.pitch_rad + cam_pitch
+        tilt_x, tilt_y = math.sin(yaw) * math.cos(pitch), math.sin(pitch)
+        cx, cy = centre_x + eye_radius_px * tilt_x, centre_y + eye_radius_px * tilt_y
+        shift_x, shift_y = cx - eye.iris_cx, cy - eye.iris_cy
+        t = i / fps
+        params = replace(
+            eye,
+            iris_cx=cx,
+            iris_cy=cy,
+            tilt_x=tilt_x,
+            tilt_y=tilt_y,
+            pupil_ratio=pupil_mean + pupil_amp * math.sin(2 * np.pi * t / pupil_period_s + pupil_phase),
+            # The lids follow vertical gaze partly; corneal glints move much less than the pupil.
+            lid_cy=eye.lid_cy + 0.35 * shift_y,
+            openness=g.openness,
+            glints=tuple((gx + 0.2 * shift_x, gy + 0.2 * shift_y, gr) for gx, gy, gr in glint_base),
+            noise_seed=int(noise_seeds[i]),
+        )
+        image, truth = render_eye(params, size_wh)
+        yield image, replace(truth, event=g.event)
+
+
+# ------------------------------------------------------------------------------------------- files
+
+
+def _ellipse_cells(ellipse: Ellipse | None) -> list[str]:
+    """Five CSV cells (cx, cy, semi_major, semi_minor, angle_deg), blank for None."""
+    if ellipse is None:
+        return [""] * 5
+    values = (ellipse.cx, ellipse.cy, ellipse.semi_major, ellipse.semi_minor, ellipse.angle_deg)
+    return [f"{v:.4f}" for v in values]
+
+
+def write_clip(
+    video_path: str | Path,
+    truth_csv_path: str | Path,
+    n_frames: int,
+    size_wh: tuple[int, int] = (320, 240),
+    fps: float = 60.0,
+    seed: int = 0,
+) -> None:
+    """Write a rendered clip as an mp4v .mp4 and its per-frame truth as CSV (blank where not visible)."""
+    video_path, truth_csv_path = Path(video_path), Path(truth_csv_path)
+    video_path.parent.mkdir(parents=True, exist_ok=True)
+    truth_csv_path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, tuple(size_wh))
+    if not writer.isOpened():
+        raise TrackerError(f"cannot open {video_path} for writing with fourcc mp4v; check the folder and OpenCV build")
+    try:
+        with truth_csv_path.open("w", newline="") as f:
+            rows = csv.writer(f)
+            rows.writerow(CLIP_COLUMNS)
+            for i, (image, truth) in enumerate(render_clip(n_frames, size_wh, fps, seed)):
+                writer.write(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
+                iris = truth.iris if truth.iris_visible_fraction >= MIN_VISIBLE_FRACTION else None
+                pupil = truth.pupil if truth.pupil_visible_fraction >= MIN_VISIBLE_FRACTION else None
+                head = [str(i), f"{i / fps:.6f}", truth.event, f"{truth.openness:.4f}"]
+                rows.writerow(head + _ellipse_cells(iris) + _ellipse_cells(pupil))
+    finally:
+        writer.release()
+
+
+def write_image_set(folder: str | Path, n: int, size_wh: tuple[int, int] = (320, 240), seed: int = 0) -> None:
+    """Write n random eyes as folder/images/NNNN.png, folder/masks/NNNN.png (0/1/2) and folder/ellipses.csv."""
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "masks").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    with (folder / "ellipses.csv").open("w", newline="") as f:
+        rows = csv.writer(f)
+        rows.writerow(IMAGE_SET_COLUMNS)
+        for i in range(n):
+            image, truth = render_eye(random_eye_params(rng, size_wh), size_wh)
+            name = f"{i:04d}.png"
+            cv2.imwrite(str(folder / "images" / name), image)
+            cv2.imwrite(str(folder / "masks" / name), truth.mask)
+            rows.writerow([f"images/{name}"] + _ellipse_cells(truth.iris) + _ellipse_cells(truth.pupil))

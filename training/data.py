@@ -1,0 +1,139 @@
+"""Training data: image + mask folders (or synthetic eyes) -> model-resolution images and visible boundary arcs.
+
+Mask conventions (see tracker.masks): "hole" (the development set: 255 = iris texture, the pupil is
+the hole, eyelids cut the mask) and "labels" (0 background, 1 iris, 2 pupil); "auto" tells them apart.
+Every sample is stored at model resolution: the image resized exactly as the runtime does
+(tracker.preprocess) and the visible limbus / pupil arcs in model pixels, lid cut lines excluded.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tracker.masks import boundaries_from_mask, visible_arcs
+from tracker.preprocess import INPUT_HW, frame_to_model_affine, to_gray
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSample:
+    """One training example at model resolution: (h, w) uint8 image and visible arcs per channel."""
+
+    name: str
+    subject: str
+    image: np.ndarray
+    arcs: tuple[list[np.ndarray], list[np.ndarray]]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One image/mask pair on disk and the subject it belongs to."""
+
+    image_path: Path
+    mask_path: Path | None
+    subject: str
+    name: str
+
+
+def find_records(data_dir: Path) -> list[Record]:
+    """Records of a data folder: `index.csv` (development-set layout) or `images/` + `masks/` with equal stems."""
+    data_dir = Path(data_dir)
+    index = data_dir / "index.csv"
+    if index.exists():
+        with index.open(newline="") as f:
+            return [Record(data_dir / row["image"], data_dir / row["mask"], row["subject"], row["image"])
+                    for row in csv.DictReader(f)]
+    images, masks = data_dir / "images", data_dir / "masks"
+    if not images.is_dir() or not masks.is_dir():
+        raise FileNotFoundError(f"{data_dir}: expected index.csv or images/ and masks/ folders")
+    by_stem = {p.stem: p for p in masks.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    records = []
+    for p in sorted(images.iterdir()):
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.stem in by_stem:
+            # Without an index, the subject is the stem up to the first '_' or '-' (one subject per image otherwise).
+            subject = p.stem.split("_")[0].split("-")[0]
+            records.append(Record(p, by_stem[p.stem], subject, p.name))
+    if not records:
+        raise FileNotFoundError(f"{data_dir}: no image with a mask of the same name")
+    return records
+
+
+def split_subjects(subjects: list[str], fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+                   seed: int = 0) -> dict[str, list[str]]:
+    """Deterministic split by subject: each subject lands in exactly one of train / val / test."""
+    unique = sorted(set(subjects))
+    # Hash-based order: stable across Python versions and independent of the file order.
+    order = sorted(unique, key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
+    n_train = round(fractions[0] * len(order))
+    n_val = round(fractions[1] * len(order))
+    return {"train": sorted(order[:n_train]), "val": sorted(order[n_train:n_train + n_val]),
+            "test": sorted(order[n_train + n_val:])}
+
+
+def write_split(path: Path, split: dict[str, list[str]], data_dir: Path) -> None:
+    """Record the subject split in the run folder (JSON)."""
+    Path(path).write_text(json.dumps({"data": str(data_dir), "subjects": split}, indent=1))
+
+
+def sample_from_mask(name: str, subject: str, image: np.ndarray, mask: np.ndarray,
+                     input_hw: tuple[int, int] = INPUT_HW, convention: str = "auto") -> EdgeSample:
+    """Full-resolution image and mask -> EdgeSample at model resolution (image resized like the runtime)."""
+    gray = to_gray(image)
+    if gray.dtype != np.uint8:
+        gray = cv2.normalize(gray, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
+    small = cv2.resize(gray, (input_hw[1], input_hw[0]), interpolation=cv2.INTER_AREA)
+    to_model = frame_to_model_affine(gray.shape[:2], input_hw)
+    found = boundaries_from_mask(mask, convention)
+    arcs: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    for channel, ellipse, xy in ((0, found.iris, found.limbus_xy), (1, found.pupil, found.pupil_xy)):
+        if ellipse is not None and len(xy):
+            arcs[channel].extend(a @ to_model[:, :2].T + to_model[:, 2] for a in visible_arcs(ellipse, xy))
+    return EdgeSample(name, subject, small, arcs)
+
+
+def _load_one(record: Record, input_hw: tuple[int, int]) -> EdgeSample | None:
+    image = cv2.imread(str(record.image_path), cv2.IMREAD_UNCHANGED)
+    mask = cv2.imread(str(record.mask_path), cv2.IMREAD_UNCHANGED) if record.mask_path else None
+    if image is None or mask is None:
+        return None
+    if mask.ndim == 3:
+        mask = mask[:, :, 0]
+    return sample_from_mask(record.name, record.subject, image, mask, input_hw)
+
+
+def load_samples(records: list[Record], input_hw: tuple[int, int] = INPUT_HW, workers: int = 2) -> list[EdgeSample]:
+    """Read and label every record (threads: OpenCV releases the GIL); unreadable pairs are dropped."""
+    with ThreadPoolExecutor(workers) as pool:
+        samples = list(pool.map(lambda r: _load_one(r, input_hw), records))
+    return [s for s in samples if s is not None]
+
+
+def synthetic_samples(n: int, input_hw: tuple[int, int] = INPUT_HW, seed: int = 0,
+                      size_wh: tuple[int, int] = (320, 240)) -> list[EdgeSample]:
+    """N synthetic eyes (tracker.synthetic) with exact ellipses, visible arcs from their exact masks."""
+    from tracker.synthetic import random_eye_params, render_eye
+
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i in range(n):
+        image, truth = render_eye(random_eye_params(rng, size_wh), size_wh)
+        to_model = frame_to_model_affine(image.shape[:2], input_hw)
+        found = boundaries_from_mask(truth.mask, "labels")
+        arcs: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+        # Exact ellipses from the renderer; the mask only decides which parts are visible.
+        for channel, ellipse, xy in ((0, truth.iris, found.limbus_xy), (1, truth.pupil, found.pupil_xy)):
+            if len(xy):
+                arcs[channel].extend(a @ to_model[:, :2].T + to_model[:, 2] for a in visible_arcs(ellipse, xy))
+        small = cv2.resize(image, (input_hw[1], input_hw[0]), interpolation=cv2.INTER_AREA)
+        samples.append(EdgeSample(f"synthetic/{i:05d}", "synthetic", small, arcs))
+    return samples

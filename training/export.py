@@ -1,0 +1,120 @@
+"""Export a run's best Keras checkpoint to ONNX (opset 17, static (1, H, W, 1) `image` -> `edges`) plus a model card."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from tracker.errors import ModelError
+from tracker.preprocess import CHANNELS, LAYOUT, STD_FLOOR
+
+OPSET = 17
+PARITY_TOL = 1e-4
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def keras_to_onnx(model, path: Path) -> None:
+    """Write `model` as ONNX with a static batch of 1, input `image`, output `edges`."""
+    import tensorflow as tf
+    import tf2onnx
+
+    h, w = model.input_shape[1:3]
+    spec = (tf.TensorSpec((1, h, w, 1), tf.float32, name="image"),)
+
+    @tf.function(input_signature=spec)
+    def forward(image):
+        return {"edges": model(image, training=False)}
+
+    tf2onnx.convert.from_function(forward, input_signature=spec, opset=OPSET, output_path=str(path))
+
+
+def parity_max_abs_diff(model, onnx_path: Path, x: np.ndarray) -> float:
+    """Max |Keras - ONNX Runtime| over the (N, H, W, 1) inputs `x`, run one at a time."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    diff = 0.0
+    for i in range(len(x)):
+        ref = model(x[i : i + 1], training=False).numpy()
+        got = session.run(["edges"], {"image": x[i : i + 1]})[0]
+        diff = max(diff, float(np.abs(ref - got).max()))
+    return diff
+
+
+def _versions() -> dict:
+    import keras
+    import onnx
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": tf2onnx.__version__,
+            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
+            "numpy": np.__version__}
+
+
+def parity_inputs(run: Path, input_hw: tuple[int, int], n: int = 8) -> np.ndarray:
+    """Real-looking inputs for the parity check: synthetic eyes, preprocessed like the runtime does."""
+    from tracker.preprocess import Preprocessor
+    from tracker.synthetic import random_eye_params, render_eye
+
+    rng = np.random.default_rng(1234)
+    pre = Preprocessor(input_hw)
+    return np.concatenate([pre(render_eye(random_eye_params(rng, (320, 240)), (320, 240))[0]).copy()
+                           for _ in range(n)])
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path) -> dict:
+    """Export run_dir/checkpoints/best.keras -> out_dir/model.onnx + model.json; raises ModelError on parity failure."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    run, out = Path(run_dir), Path(out_dir)
+    best = run / "checkpoints" / "best.keras"
+    if not best.exists():
+        raise ModelError(f"{run}: no checkpoints/best.keras; train first with: iristrack train ... --out {run}")
+    model = keras.models.load_model(best, compile=False)
+    h, w = (int(d) for d in model.input_shape[1:3])
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = out / "model.onnx"
+    keras_to_onnx(model, onnx_path)
+    diff = parity_max_abs_diff(model, onnx_path, parity_inputs(run, (h, w)))
+    if not diff <= PARITY_TOL:
+        onnx_path.unlink()
+        raise ModelError(f"Keras vs ONNX Runtime differ by {diff:.2e} (> {PARITY_TOL:.0e}); model.onnx removed")
+    config = json.loads((run / "config.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
+    split = json.loads((run / "split.json").read_text()) if (run / "split.json").exists() else None
+    card = {
+        "name": out.name,
+        "input": {"name": "image", "shape": [1, h, w, 1], "dtype": "float32", "layout": LAYOUT,
+                  "normalisation": "gray frame resized to (H, W) with INTER_AREA (aspect not kept), scaled to [0, 1], "
+                                   f"then (x - mean) / max(std, {STD_FLOOR:.6f}) per image (tracker/preprocess.py)"},
+        "output": {"name": "edges", "shape": [1, h, w, len(CHANNELS)], "dtype": "float32",
+                   "channels": list(CHANNELS), "meaning": "edge probability per pixel: limbus (iris/sclera), pupil "
+                                                          "(iris/pupil); eyelid cut lines are not edges"},
+        "architecture": {"type": "U-Net", "base_filters": config["base_filters"], "depth": config["depth"],
+                         "parameters": int(model.count_params())},
+        "training": {"command": config.get("command", ""), "data": config.get("data_dir"),
+                     "synthetic_images": config.get("synthetic", 0), "loss": config["loss"],
+                     "epochs_run": metrics.get("epochs_run"), "images": metrics.get("n_images"),
+                     "split": ({"by": "subject", "subjects": {k: len(v) for k, v in split["subjects"].items()},
+                                "test_subjects": split["subjects"]["test"]} if split else None)},
+        "metrics": {"edge_f_ods_2px": {"val": metrics.get("val"), "test": metrics.get("test")}},
+        "export": {"opset": OPSET, "parity_max_abs_diff": diff, "parity_tolerance": PARITY_TOL,
+                   "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
+        "versions": _versions(),
+        "onnx": {"file": "model.onnx", "sha256": sha256_of(onnx_path), "bytes": onnx_path.stat().st_size},
+    }
+    (out / "model.json").write_text(json.dumps(card, indent=1))
+    return card

@@ -1,0 +1,237 @@
+"""Training run: data -> split by subject -> U-Net fit with per-epoch edge F -> checkpoints, logs, curves, test metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tracker.preprocess import CHANNELS, INPUT_HW, standardise
+from training.augment import AugmentConfig, augment
+from training.data import (
+    EdgeSample,
+    find_records,
+    load_samples,
+    split_subjects,
+    synthetic_samples,
+    write_split,
+)
+from training.labels import soft_edge_labels, thin_edge_labels
+from training.metrics import score_edges
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved as config.json in the run folder."""
+
+    out_dir: str
+    data_dir: str | None = None
+    synthetic: int = 0
+    epochs: int = 40
+    batch_size: int = 16
+    learning_rate: float = 3e-3
+    loss: str = "balanced"
+    base_filters: int = 8
+    depth: int = 4
+    input_hw: tuple[int, int] = INPUT_HW
+    seed: int = 0
+    patience: int = 8
+    limit: int | None = None  # use at most this many real images (quick experiments and tests)
+    steps_per_epoch: int | None = None
+    verbose: int = 1
+    command: str = ""
+    fractions: tuple[float, float, float] = field(default=(0.7, 0.15, 0.15))
+
+
+class _Batches:
+    """Augmented training batches, reshuffled every epoch; a keras PyDataset is built around it."""
+
+    def __init__(self, samples: list[EdgeSample], cfg: TrainConfig) -> None:
+        self.samples, self.cfg = samples, cfg
+        self.rng = np.random.default_rng(cfg.seed)
+        self.order = self.rng.permutation(len(samples))
+        self.aug = AugmentConfig()
+
+    def __len__(self) -> int:
+        return self.cfg.steps_per_epoch or max(1, len(self.samples) // self.cfg.batch_size)
+
+    def batch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        h, w = self.cfg.input_hw
+        x = np.empty((self.cfg.batch_size, h, w, 1), np.float32)
+        y = np.empty((self.cfg.batch_size, h, w, len(CHANNELS)), np.float32)
+        for i in range(self.cfg.batch_size):
+            s = self.samples[self.order[(index * self.cfg.batch_size + i) % len(self.samples)]]
+            img, y[i] = augment(s.image, s.arcs, self.rng, self.aug, soft_edge_labels)
+            standardise(img, out=x[i, :, :, 0])
+        return x, y
+
+    def reshuffle(self) -> None:
+        self.order = self.rng.permutation(len(self.samples))
+
+
+def model_inputs(samples: list[EdgeSample]) -> np.ndarray:
+    """Samples -> (N, h, w, 1) float32 exactly as the runtime feeds the model."""
+    x = np.empty((len(samples), *samples[0].image.shape, 1), np.float32)
+    for i, s in enumerate(samples):
+        standardise(s.image.astype(np.float32) * (1 / 255), out=x[i, :, :, 0])
+    return x
+
+
+def edge_ground_truth(samples: list[EdgeSample]) -> np.ndarray:
+    """Samples -> (N, h, w, 2) bool 1-px ground-truth edges."""
+    return np.stack([thin_edge_labels(s.arcs, s.image.shape) for s in samples])
+
+
+def evaluate_edges(model, samples: list[EdgeSample]) -> dict[str, dict]:
+    """ODS edge scores per channel of `model` on `samples` (no augmentation)."""
+    probs = model.predict(model_inputs(samples), batch_size=32, verbose=0)
+    scores = score_edges(probs, edge_ground_truth(samples))
+    return {name: s.to_dict() for name, s in zip(CHANNELS, scores, strict=True)}
+
+
+def _split_samples(cfg: TrainConfig, run: Path) -> dict[str, list[EdgeSample]]:
+    """Load real data split by subject (recorded in run/split.json) and add synthetic eyes to train."""
+    parts: dict[str, list[EdgeSample]] = {"train": [], "val": [], "test": []}
+    if cfg.data_dir:
+        records = find_records(Path(cfg.data_dir))
+        split_file = run / "split.json"
+        if split_file.exists():  # a resumed run keeps its split
+            split = json.loads(split_file.read_text())["subjects"]
+        else:
+            split = split_subjects([r.subject for r in records], cfg.fractions, cfg.seed)
+            write_split(split_file, split, Path(cfg.data_dir))
+        subject_part = {s: part for part, subjects in split.items() for s in subjects}
+        if cfg.limit:
+            rng = np.random.default_rng(cfg.seed)
+            records = [records[i] for i in sorted(rng.permutation(len(records))[: cfg.limit])]
+        for sample in load_samples(records, cfg.input_hw):
+            parts[subject_part[sample.subject]].append(sample)
+    if cfg.synthetic:
+        synth = synthetic_samples(cfg.synthetic, cfg.input_hw, seed=cfg.seed)
+        if cfg.data_dir:
+            parts["train"] += synth
+        else:  # synthetic only: hold out a slice for validation and test
+            n_hold = max(1, len(synth) // 10)
+            parts["val"], parts["test"], parts["train"] = synth[:n_hold], synth[n_hold:2 * n_hold], synth[2 * n_hold:]
+    if not parts["train"] or not parts["val"]:
+        raise ValueError("no training or validation samples: give --data with images and masks, or --synthetic N")
+    return parts
+
+
+def _plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, [h["loss"] for h in history], label="train loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    for name in CHANNELS:
+        ax2.plot(epochs, [h[f"val_{name}_f"] for h in history], label=f"val {name} F (ODS)")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("edge F, 2 px tolerance")
+    ax2.set_ylim(0, 1)
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict:
+    """Run (or resume) training into cfg.out_dir; returns the final summary (also written to metrics.json)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    from training.losses import LOSSES
+    from training.model import ModelConfig, build_unet
+
+    run = Path(cfg.out_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        for stale in ("history.json", "checkpoints"):
+            p = run / stale
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    (run / "checkpoints").mkdir(exist_ok=True)
+    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    keras.utils.set_random_seed(cfg.seed)
+    tf.config.threading.set_inter_op_parallelism_threads(2)
+
+    parts = _split_samples(cfg, run)
+    batches = _Batches(parts["train"], cfg)
+    x_val, gt_val = model_inputs(parts["val"]), edge_ground_truth(parts["val"])
+
+    last, best_path = run / "checkpoints" / "last.keras", run / "checkpoints" / "best.keras"
+    history: list[dict] = json.loads((run / "history.json").read_text()) if resume and last.exists() else []
+    if resume and last.exists():
+        model = keras.models.load_model(last, custom_objects={f.__name__: f for f in LOSSES.values()})
+    else:
+        model = build_unet(ModelConfig(tuple(cfg.input_hw), cfg.base_filters, cfg.depth))
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=LOSSES[cfg.loss])
+    start_epoch = len(history)
+    best_f = max((h["val_mean_f"] for h in history), default=-1.0)
+    since_best = 0 if not history else start_epoch - 1 - max(range(len(history)), key=lambda i: history[i]["val_mean_f"])
+
+    class Dataset(keras.utils.PyDataset):
+        def __len__(self):
+            return len(batches)
+
+        def __getitem__(self, i):
+            return batches.batch(i)
+
+        def on_epoch_end(self):
+            batches.reshuffle()
+
+    writer = tf.summary.create_file_writer(str(run / "tensorboard"))
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        if cfg.verbose:
+            print(f"epoch {epoch + 1}/{cfg.epochs}")
+        fit = model.fit(Dataset(), epochs=1, verbose=cfg.verbose)
+        probs = model.predict(x_val, batch_size=32, verbose=0)
+        scores = score_edges(probs, gt_val)
+        entry = {"epoch": epoch + 1, "loss": float(fit.history["loss"][-1]), "seconds": time.perf_counter() - t0}
+        for name, s in zip(CHANNELS, scores, strict=True):
+            entry.update({f"val_{name}_f": s.f, f"val_{name}_precision": s.precision, f"val_{name}_recall": s.recall})
+        entry["val_mean_f"] = float(np.mean([s.f for s in scores]))
+        history.append(entry)
+        with writer.as_default(step=epoch + 1):
+            for k, v in entry.items():
+                if k != "epoch":
+                    tf.summary.scalar(k, v)
+        writer.flush()
+        model.save(last)
+        if entry["val_mean_f"] > best_f:
+            best_f, since_best = entry["val_mean_f"], 0
+            model.save(best_path)
+        else:
+            since_best += 1
+        (run / "history.json").write_text(json.dumps(history, indent=1))
+        _plot_curves(history, run / "curves.png")
+        if cfg.verbose:
+            print("  " + "  ".join(f"{k} {v:.4f}" for k, v in entry.items() if k.startswith("val_") and k.endswith("_f"))
+                  + f"  ({entry['seconds']:.0f} s)")
+        if since_best >= cfg.patience:
+            if cfg.verbose:
+                print(f"early stop: no better validation F for {cfg.patience} epochs")
+            break
+
+    model = keras.models.load_model(best_path, compile=False)
+    summary = {"best_val_mean_f": best_f, "epochs_run": len(history),
+               "val": evaluate_edges(model, parts["val"]),
+               "test": evaluate_edges(model, parts["test"]) if parts["test"] else None,
+               "n_images": {k: len(v) for k, v in parts.items()}}
+    (run / "metrics.json").write_text(json.dumps(summary, indent=1))
+    return summary
