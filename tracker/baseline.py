@@ -65,11 +65,14 @@ class ClassicalDetector:
         # Grey opening removes bright spots smaller than the kernel (corneal glints) without moving edges.
         glint = max(3, int(side * 0.06) | 1)
         opened = cv2.morphologyEx(work, cv2.MORPH_OPEN, self._kernel(glint))
+        lash = max(3, int(side * 0.035) | 1)
         darkest = float(np.percentile(opened, 0.5))
         r_min, r_max = PUPIL_MIN_RADIUS_FRAC * side, PUPIL_MAX_RADIUS_FRAC * side
         best, best_score = None, -math.inf
         for step in PUPIL_THRESHOLD_STEPS:
             _, binary = cv2.threshold(opened, darkest + step, 255, cv2.THRESH_BINARY_INV)
+            # Cut eyelashes and thin shadows that touch the pupil off the blob.
+            binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, self._kernel(lash))
             contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
             for contour in contours:
                 area = cv2.contourArea(contour)
@@ -101,10 +104,10 @@ class ClassicalDetector:
         # The threshold blob sits inside the blurred edge; move each ray to the steepest dark-to-bright step.
         blob = Ellipse.from_cv2(cv2.fitEllipse(hull))
         r = math.sqrt(blob.semi_major * blob.semi_minor)
-        xy, _ = _ray_edges(opened.astype(np.float32), blob, self._cos_all, self._sin_all, 0.3 * r + 2)
+        xy, _ = _ray_edges(opened.astype(np.float32), blob, self._cos_all, self._sin_all, (0.5, 1.3), first=True)
         if len(xy) < 0.5 * len(self._cos_all):
             return blob
-        return Ellipse.from_cv2(cv2.fitEllipse(xy))
+        return _robust_fit(xy)
 
     # ------------------------------------------------------------------------------------------------ iris
 
@@ -130,10 +133,10 @@ class ClassicalDetector:
         if circle is None:
             return None
         cx, cy, r = circle
-        xy, _ = _ray_edges(img, Ellipse.circle(cx, cy, r), self._cos, self._sin, 0.12 * r + 2)
+        xy, _ = _ray_edges(img, Ellipse.circle(cx, cy, r), self._cos, self._sin, (0.88, 1.12))
         if len(xy) < 0.6 * len(self._cos):
             return Ellipse.circle(cx, cy, r)
-        fitted = Ellipse.from_cv2(cv2.fitEllipse(xy))
+        fitted = _robust_fit(xy)
         # Only the sides and bottom are sampled, so an ellipse fit is loosely constrained: keep it only when it
         # stays near-circular and near the circle.
         if fitted.axis_ratio < 0.75 or math.hypot(fitted.cx - cx, fitted.cy - cy) > 0.1 * r:
@@ -168,9 +171,17 @@ class ClassicalDetector:
 
 
 def _ray_edges(
-    img: np.ndarray, guess: Ellipse, cos: np.ndarray, sin: np.ndarray, half_band_px: float
+    img: np.ndarray,
+    guess: Ellipse,
+    cos: np.ndarray,
+    sin: np.ndarray,
+    band: tuple[float, float],
+    first: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Strongest outward dark-to-bright step on rays from `guess`'s centre within +-half_band_px of its curve.
+    """Outward dark-to-bright step on rays from `guess`'s centre, from band[0] to band[1] times its radius.
+
+    The strongest step on each ray, or with `first` the innermost one at least half as strong as the typical
+    strongest (so a pupil blob merged with eyelashes still snaps to the pupil edge, not the lash line).
 
     Returns (M, 2) float32 edge points (frame of `img`) for the rays with a clear step, and the (len(cos),)
     boolean mask of those rays. NaN pixels in `img` (blanked regions) never produce an edge.
@@ -178,8 +189,8 @@ def _ray_edges(
     ca, sa = math.cos(guess.angle_rad), math.sin(guess.angle_rad)
     u, v = cos * ca + sin * sa, -cos * sa + sin * ca
     r0 = 1.0 / np.sqrt((u / guess.semi_major) ** 2 + (v / max(guess.semi_minor, 1e-6)) ** 2)
-    offsets = np.arange(-half_band_px, half_band_px + 1.0, 1.0, dtype=np.float32)
-    rad = np.maximum(r0[:, None] + offsets[None, :], 0.0).astype(np.float32)
+    n = max(8, int(math.ceil((band[1] - band[0]) * float(r0.max()))) + 1)
+    rad = (r0[:, None] * np.linspace(band[0], band[1], n)[None, :]).astype(np.float32)
     map_x = (guess.cx + rad * cos[:, None]).astype(np.float32)
     map_y = (guess.cy + rad * sin[:, None]).astype(np.float32)
     polar = cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
@@ -193,7 +204,14 @@ def _ray_edges(
     finite = np.isfinite(best)
     if not finite.any():
         return np.empty((0, 2), np.float32), finite
-    ok = finite & (best > max(3.0, 0.4 * float(np.median(best[finite]))))
+    typical = float(np.median(best[finite]))
+    if first:
+        # Innermost local maximum of the step that is strong enough.
+        peak = (step[:, 1:-1] >= step[:, :-2]) & (step[:, 1:-1] >= step[:, 2:]) & (step[:, 1:-1] >= 0.5 * typical)
+        has = peak.any(axis=1)
+        j = np.where(has, np.argmax(peak, axis=1) + 1, j)
+        best = step[rows, j]
+    ok = finite & (best > max(3.0, 0.4 * typical))
     # Sub-pixel peak: parabola through the step at j-1, j, j+1.
     jl, jr = np.clip(j - 1, 0, step.shape[1] - 1), np.clip(j + 1, 0, step.shape[1] - 1)
     left, right = step[rows, jl], step[rows, jr]
@@ -203,6 +221,21 @@ def _ray_edges(
     r = rad[rows, j] + np.clip(shift, -0.5, 0.5)
     xy = np.stack([guess.cx + r * cos, guess.cy + r * sin], axis=1).astype(np.float32)
     return xy[ok], ok
+
+
+def _robust_fit(xy: np.ndarray, passes: int = 2) -> Ellipse:
+    """(N >= 6, 2) float32 edge points -> ellipse, refitted without points far from the previous fit."""
+    from tracker.evaluation import point_to_ellipse_px
+
+    fitted = Ellipse.from_cv2(cv2.fitEllipse(xy))
+    for _ in range(passes):
+        d = point_to_ellipse_px(fitted, xy)
+        keep = d <= max(1.0, 2.5 * float(np.median(d)))
+        if keep.sum() < 6 or keep.all():
+            break
+        xy = xy[keep]
+        fitted = Ellipse.from_cv2(cv2.fitEllipse(xy))
+    return fitted
 
 
 def _to_gray_u8(image: np.ndarray) -> np.ndarray:

@@ -105,7 +105,7 @@ def run_gpu_check(
 
 
 def _frames(n: int, notes: list[str]) -> Iterator[np.ndarray]:
-    """n uint8 frames from tracker.synthetic.render_clip, or seeded noise + ellipses when it is not there yet."""
+    """Yield n uint8 frames from tracker.synthetic.render_clip, or seeded noise + ellipses when it is not there yet."""
     try:
         from tracker.synthetic import render_clip
     except ImportError:
@@ -152,8 +152,11 @@ def _max_center_diff(frames: list[np.ndarray], trt_backend, cpu_backend, notes: 
     from tracker.structures import Frame
 
     try:
-        trackers = [Tracker(trt_backend), Tracker(cpu_backend)]
-    except TypeError as exc:
+        from tracker.pipeline import TrackerConfig
+
+        config = TrackerConfig(smooth=False)  # compare per-frame fits, not smoothed tracks
+        trackers = [Tracker(trt_backend, config), Tracker(cpu_backend, config)]
+    except (ImportError, TypeError) as exc:
         notes.append(f"Tracker(backend) could not be constructed ({exc}): ellipse centres not compared")
         return None
     worst, compared = 0.0, 0
