@@ -1,10 +1,11 @@
 """A classical OpenCV iris/pupil detector, the reference the neural tracker is compared and timed against.
 
 Pupil: glints removed by a grey opening, then the darkest compact blob over a ladder of thresholds above the
-darkest level, scored by darkness, fill and roundness, and an ellipse fitted to its hull. Iris: a Daugman
-integro-differential search for the limbus circle around the pupil centre (mean intensity on arcs that
-avoid the eyelids, steepest dark-to-bright jump over radius), refined by a per-ray edge search and an
-ellipse fit. Works on a copy downscaled to at most WORK_SIDE px; results are in frame pixels.
+darkest level (eyelashes cut off by a binary opening), scored by darkness, fill and roundness; then the
+innermost strong dark-to-bright step on 72 rays, robustly fitted. Iris: a Daugman integro-differential search
+for the limbus circle around the pupil centre (mean intensity on arcs that avoid the upper lid, pupil
+blanked, steepest outward jump over radius), refined by a per-ray edge search and a robust ellipse fit.
+Works on a copy downscaled to at most WORK_SIDE px; results are in frame pixels.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ PUPIL_MAX_RADIUS_FRAC = 0.30
 IRIS_TO_PUPIL = (1.35, 6.0)  # limbus radius / pupil radius search range
 IRIS_MAX_RADIUS_FRAC = 0.75  # of the working image's shorter side
 N_ANGLES = 72
+RANSAC_ITERATIONS = 64
 N_CENTRE = 5  # candidate limbus centres per axis around the pupil centre
 # Limbus arcs: left and right sectors, plus the lower one; the upper lid hides the top of most irises.
 _ARC_DEG = np.concatenate([np.arange(-40, 45, 5), np.arange(140, 225, 5), np.arange(60, 125, 5)])
@@ -50,7 +52,8 @@ class ClassicalDetector:
         work = cv2.GaussianBlur(gray, (5, 5), 0)
         pupil = self._pupil(work)
         iris = self._iris(work, pupil)
-        return _to_frame(iris, scale), _to_frame(pupil, scale)
+        sx, sy = w / work.shape[1], h / work.shape[0]
+        return _to_frame(iris, sx, sy), _to_frame(pupil, sx, sy)
 
     # ----------------------------------------------------------------------------------------------- pupil
 
@@ -103,11 +106,10 @@ class ClassicalDetector:
     def _refine_pupil(self, opened: np.ndarray, hull: np.ndarray) -> Ellipse:
         # The threshold blob sits inside the blurred edge; move each ray to the steepest dark-to-bright step.
         blob = Ellipse.from_cv2(cv2.fitEllipse(hull))
-        r = math.sqrt(blob.semi_major * blob.semi_minor)
         xy, _ = _ray_edges(opened.astype(np.float32), blob, self._cos_all, self._sin_all, (0.5, 1.3), first=True)
         if len(xy) < 0.5 * len(self._cos_all):
             return blob
-        return _robust_fit(xy)
+        return _robust_fit(xy, blob)
 
     # ------------------------------------------------------------------------------------------------ iris
 
@@ -121,7 +123,9 @@ class ClassicalDetector:
             r_lo, r_hi = IRIS_TO_PUPIL[0] * rp, min(IRIS_TO_PUPIL[1] * rp, IRIS_MAX_RADIUS_FRAC * side)
             reach = 0.25 * rp + 2
             # Blank the pupil so arcs from off-centre candidates do not lock onto the pupil edge.
-            grown = Ellipse(pupil.cx, pupil.cy, pupil.semi_major * 1.15 + 2, pupil.semi_minor * 1.15 + 2, pupil.angle_rad)
+            grown = Ellipse(
+                pupil.cx, pupil.cy, pupil.semi_major * 1.15 + 2, pupil.semi_minor * 1.15 + 2, pupil.angle_rad
+            )
             cv2.ellipse(img, grown.to_cv2(), float("nan"), -1)
         else:
             cx0, cy0 = w / 2, h / 2
@@ -136,7 +140,7 @@ class ClassicalDetector:
         xy, _ = _ray_edges(img, Ellipse.circle(cx, cy, r), self._cos, self._sin, (0.88, 1.12))
         if len(xy) < 0.6 * len(self._cos):
             return Ellipse.circle(cx, cy, r)
-        fitted = _robust_fit(xy)
+        fitted = _robust_fit(xy, Ellipse.circle(cx, cy, r))
         # Only the sides and bottom are sampled, so an ellipse fit is loosely constrained: keep it only when it
         # stays near-circular and near the circle.
         if fitted.axis_ratio < 0.75 or math.hypot(fitted.cx - cx, fitted.cy - cy) > 0.1 * r:
@@ -151,10 +155,11 @@ class ClassicalDetector:
         offsets = np.linspace(-reach, reach, N_CENTRE, dtype=np.float32)
         ox, oy = (a.ravel() for a in np.meshgrid(offsets, offsets))
         # One remap for every candidate centre: rows = centre x angle, columns = radius.
-        map_x = (cx0 + ox[:, None, None] + radii[None, None, :] * self._cos[None, :, None]).reshape(-1, len(radii))
-        map_y = (cy0 + oy[:, None, None] + radii[None, None, :] * self._sin[None, :, None]).reshape(-1, len(radii))
+        cos, sin = self._cos, self._sin
+        map_x = (cx0 + ox[:, None, None] + radii[None, None, :] * cos[None, :, None]).reshape(-1, len(radii))
+        map_y = (cy0 + oy[:, None, None] + radii[None, None, :] * sin[None, :, None]).reshape(-1, len(radii))
         polar = cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
-        polar = polar.reshape(len(ox), len(self._cos), len(radii))
+        polar = polar.reshape(len(ox), len(cos), len(radii))
         valid = ~np.isnan(polar)
         counts = valid.sum(axis=1)
         profile = np.where(valid, polar, 0.0).sum(axis=1) / np.maximum(counts, 1)
@@ -162,7 +167,7 @@ class ClassicalDetector:
         jump = np.full_like(profile, -np.inf)
         jump[:, 3:-3] = profile[:, 6:] - profile[:, :-6]
         # Arcs mostly outside the frame (or inside the pupil) say little; need half the samples.
-        ok = (counts[:, 6:] >= len(self._cos) / 2) & (counts[:, :-6] >= len(self._cos) / 2)
+        ok = (counts[:, 6:] >= len(cos) / 2) & (counts[:, :-6] >= len(cos) / 2)
         jump[:, 3:-3][~ok] = -np.inf
         i, j = np.unravel_index(int(np.argmax(jump)), jump.shape)
         if not np.isfinite(jump[i, j]) or jump[i, j] <= 2.0:
@@ -223,19 +228,16 @@ def _ray_edges(
     return xy[ok], ok
 
 
-def _robust_fit(xy: np.ndarray, passes: int = 2) -> Ellipse:
-    """(N >= 6, 2) float32 edge points -> ellipse, refitted without points far from the previous fit."""
-    from tracker.evaluation import point_to_ellipse_px
+def _robust_fit(xy: np.ndarray, fallback: Ellipse) -> Ellipse:
+    """(N, 2) edge points -> ellipse from the same robust fitter (MSAC + geometric refit) the tracker uses.
 
-    fitted = Ellipse.from_cv2(cv2.fitEllipse(xy))
-    for _ in range(passes):
-        d = point_to_ellipse_px(fitted, xy)
-        keep = d <= max(1.0, 2.5 * float(np.median(d)))
-        if keep.sum() < 6 or keep.all():
-            break
-        xy = xy[keep]
-        fitted = Ellipse.from_cv2(cv2.fitEllipse(xy))
-    return fitted
+    Eyelashes and lids that cover part of a boundary give a run of rays with wrong edges; a least-squares fit
+    would be pulled towards them. `fallback` is returned when no plausible ellipse fits.
+    """
+    from tracker.geometry import fit_ellipse_robust
+
+    fit = fit_ellipse_robust(xy, inlier_tol_px=1.5, iterations=RANSAC_ITERATIONS)
+    return fallback if fit is None else fit.ellipse
 
 
 def _to_gray_u8(image: np.ndarray) -> np.ndarray:
@@ -253,9 +255,8 @@ def _to_gray_u8(image: np.ndarray) -> np.ndarray:
     return cv2.normalize(image.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
 
 
-def _to_frame(e: Ellipse | None, scale: float) -> Ellipse | None:
-    """Working-image ellipse -> frame pixels (the working image is a cv2.resize of the frame)."""
-    if e is None or scale == 1.0:
+def _to_frame(e: Ellipse | None, sx: float, sy: float) -> Ellipse | None:
+    """Working-image ellipse -> frame pixels; (sx, sy) = frame size / working size, cv2.resize pixel centres."""
+    if e is None or (sx == 1.0 and sy == 1.0):
         return e
-    s = 1.0 / scale
-    return e.affine(np.array([[s, 0.0, 0.5 * s - 0.5], [0.0, s, 0.5 * s - 0.5]]))
+    return e.affine(np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]]))

@@ -283,7 +283,9 @@ def _csv_ellipse(row: dict[str, str], prefix: str, where: str) -> Ellipse | None
     try:
         cx, cy, a, b, angle_deg = (float(c) for c in cells)
     except ValueError as exc:
-        raise SourceError(f"{where}: {prefix} needs all of {', '.join(ELLIPSE_COLUMNS)} as numbers or all blank") from exc
+        raise SourceError(
+            f"{where}: {prefix} needs all of {', '.join(ELLIPSE_COLUMNS)} as numbers or all blank"
+        ) from exc
     return Ellipse(cx, cy, a, b, math.radians(angle_deg))
 
 

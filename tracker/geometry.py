@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,8 +16,8 @@ MIN_AXIS_RATIO = 0.2  # semi_minor / semi_major below this is not a pupil or lim
 MIN_SEMI_MINOR_PX = 0.5
 MAX_SIZE_IN_SPREADS = 10.0  # a semi-major larger than this many point spreads is a near-line, not an eye
 COVERAGE_BINS = 36
-REFINE_ROUNDS = 2  # refit + re-select rounds after RANSAC
-GEOMETRIC_STEPS = 3  # Gauss-Newton steps on orthogonal distances per refit round
+GEOMETRIC_STEPS = 3  # robust Gauss-Newton steps on orthogonal distances after the least-squares refit
+LOCAL_OPT_ROUNDS = 2  # refit-all-hypotheses-on-their-inliers rounds inside RANSAC
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +118,29 @@ def fit_ellipse_robust(
     if n < max(min_points, 5) or not np.isfinite(xy).all():
         return None
     norm, scale = _normalise(xy)
+    design, rhs = _conic_design(norm)
     idx = _sample_subsets(n, 5, iterations, np.random.default_rng(seed))
-    conics = _conics_through(norm[idx])
-    conics = conics[_is_plausible_conic(conics)]
-    if len(conics) == 0:
+    conics = _solve_conics(design[idx], rhs[idx])
+    tol2 = np.float32((inlier_tol_px / scale) ** 2)
+    best, best_cost = None, np.inf
+    # Minimal 5-point conics through noisy points are poor, so a dense lid line can outscore every one of
+    # them. Local optimisation: refit every hypothesis on its own inliers (all at once, one matmul) and
+    # score again; a rough clean sample becomes a good fit, a lid-hugging one stays poor.
+    for round_ in range(LOCAL_OPT_ROUNDS + 1):
+        conics = conics[_is_plausible_conic(conics)]
+        if len(conics) == 0:
+            break
+        d2 = _sampson_sq(conics, norm)
+        np.minimum(d2, tol2, out=d2)
+        cost = d2.sum(axis=0)
+        j = int(np.argmin(cost))
+        if cost[j] < best_cost:
+            best, best_cost = d2[:, j] < tol2, cost[j]
+        if round_ < LOCAL_OPT_ROUNDS:
+            conics = _weighted_conics(design, rhs, d2 < tol2)
+    if best is None:
         return None
-    inliers = _msac_best(_sampson_sq(conics, norm), (inlier_tol_px / scale) ** 2)
+    inliers = best
     return _refine(xy, inliers, inlier_tol_px, min_points, _fit_direct, _ellipse_step, scale)
 
 
@@ -349,25 +367,44 @@ def _sample_subsets(n: int, k: int, count: int, rng: np.random.Generator) -> np.
     return idx
 
 
-def _conics_through(p: np.ndarray) -> np.ndarray:
-    """(K, 5, 2) point sets -> (K, 6) conics (A, B, C, D, E, F) with A + C = 1, NaN rows where singular."""
-    x, y = p[..., 0], p[..., 1]
-    # Every ellipse has A + C != 0 (A and C share a sign), so fixing A + C = 1 loses none and turns the
-    # 5x6 null-space problem into a batched 5x5 solve: A (x^2 - y^2) + B xy + D x + E y + F = -y^2.
-    m = np.stack([x * x - y * y, x * y, x, y, np.ones_like(x)], axis=-1)
-    rhs = -(y * y)[..., None]
-    try:
-        sol = np.linalg.solve(m, rhs)[..., 0]
-    except np.linalg.LinAlgError:
-        # One exactly singular subset fails the whole batch; solve row by row only then.
-        sol = np.full(p.shape[:1] + (5,), np.nan)
-        for i in range(len(p)):
-            try:
-                sol[i] = np.linalg.solve(m[i], rhs[i])[:, 0]
-            except np.linalg.LinAlgError:
-                continue
+def _conic_design(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 2) normalised points -> (N, 5) rows and (N,) right-hand sides of the conic equation with A + C = 1.
+
+    Every ellipse has A + C != 0 (A and C share a sign), so fixing A + C = 1 loses none and turns the
+    homogeneous 6-unknown problem into a plain linear one: A (x^2 - y^2) + B xy + D x + E y + F = -y^2.
+    """
+    x, y = p[:, 0], p[:, 1]
+    return np.column_stack([x * x - y * y, x * y, x, y, np.ones_like(x)]), -(y * y)
+
+
+def _as_conics(sol: np.ndarray) -> np.ndarray:
+    """(K, 5) solutions (A, B, D, E, F) -> (K, 6) conics (A, B, C, D, E, F) with C = 1 - A."""
     a = sol[:, 0]
     return np.column_stack([a, sol[:, 1], 1.0 - a, sol[:, 2], sol[:, 3], sol[:, 4]])
+
+
+def _solve_conics(m: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """(K, 5, 5) minimal systems, (K, 5) right-hand sides -> (K, 6) conics; NaN rows where singular."""
+    try:
+        sol = np.linalg.solve(m, rhs[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        # One exactly singular subset fails the whole batch; solve row by row only then.
+        sol = np.full(rhs.shape, np.nan)
+        for i in range(len(m)):
+            with contextlib.suppress(np.linalg.LinAlgError):
+                sol[i] = np.linalg.solve(m[i], rhs[i])
+    return _as_conics(sol)
+
+
+def _weighted_conics(design: np.ndarray, rhs: np.ndarray, inliers: np.ndarray) -> np.ndarray:
+    """(N, 5), (N,), (N, K) bool -> (K, 6) algebraic least-squares conics, one per column of inliers."""
+    n = len(design)
+    # Normal equations for all K hypotheses at once: sum over inliers of [m m^T | m r], one matmul.
+    z = np.concatenate([(design[:, :, None] * design[:, None, :]).reshape(n, 25), design * rhs[:, None]], axis=1)
+    acc = inliers.T.astype(np.float64) @ z  # (K, 30)
+    gram, h = acc[:, :25].reshape(-1, 5, 5), acc[:, 25:]
+    gram += 1e-9 * np.eye(5)  # hypotheses with < 5 inliers stay solvable (and are then rejected as conics)
+    return _solve_conics(gram, h)
 
 
 def _is_plausible_conic(q: np.ndarray) -> np.ndarray:

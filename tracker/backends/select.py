@@ -89,8 +89,9 @@ def load_backend(
             else:
                 return backend, f"using tensorrt on {_gpu_label()} ({precision}, engine {backend.engine_path.name})"
         if kind == "tensorrt" or is_engine:
+            what = f"{path.name} is a TensorRT engine, but TensorRT" if is_engine else "--backend tensorrt"
             raise ModelError(
-                f"--backend tensorrt cannot run here: {reason}; use --backend cpu, "
+                f"{what} cannot run here: {reason}; use --backend cpu with the .onnx model, "
                 'or install the GPU extra: pip install -e ".[gpu]" (see docs/GPU.md)'
             )
         backend, name = _cpu(path, threads)
