@@ -15,6 +15,7 @@ import math
 import cv2
 import numpy as np
 
+from tracker.geometry import fit_ellipse_robust
 from tracker.structures import Ellipse
 
 WORK_SIDE = 240  # longest side of the working image: keeps a frame at a few ms whatever the camera
@@ -234,8 +235,6 @@ def _robust_fit(xy: np.ndarray, fallback: Ellipse) -> Ellipse:
     Eyelashes and lids that cover part of a boundary give a run of rays with wrong edges; a least-squares fit
     would be pulled towards them. `fallback` is returned when no plausible ellipse fits.
     """
-    from tracker.geometry import fit_ellipse_robust
-
     fit = fit_ellipse_robust(xy, inlier_tol_px=1.5, iterations=RANSAC_ITERATIONS)
     return fallback if fit is None else fit.ellipse
 

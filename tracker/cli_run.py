@@ -183,3 +183,25 @@ def _split_subjects(path: str, split_name: str) -> set[str]:
     if split_name == "test" and split.get("test_subjects"):
         return set(split["test_subjects"])
     raise TrackerError(f"{path}: no {split_name} subjects recorded (use the run's split.json)")
+
+
+@main.command()
+@click.argument("source", required=False)
+@_backend_options
+@click.option("--max-frames", type=int, default=2000, show_default=True)
+@click.option("--realtime", is_flag=True, help="also replay at the source's frame rate: latency and drops")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def bench(source, model, backend, max_frames, realtime, as_json) -> None:
+    """Measure per-stage latency, end-to-end frames per second and the classical baseline on SOURCE (default: demo clip)."""
+    from tracker.bench import format_bench, run_bench
+
+    if source is None:
+        source = str(_demo_clip(Path("out"))[0])
+    tracker = load_tracker(model, backend, _tracker_config("ellipse", 0.35, True), quiet=as_json)
+    try:
+        result = run_bench(tracker, source, max_frames=max_frames, realtime=realtime)
+    except ValueError as exc:
+        raise TrackerError(str(exc)) from None
+    finally:
+        tracker.close()
+    click.echo(json.dumps(result) if as_json else format_bench(result))

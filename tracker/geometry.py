@@ -16,8 +16,9 @@ MIN_AXIS_RATIO = 0.2  # semi_minor / semi_major below this is not a pupil or lim
 MIN_SEMI_MINOR_PX = 0.5
 MAX_SIZE_IN_SPREADS = 10.0  # a semi-major larger than this many point spreads is a near-line, not an eye
 COVERAGE_BINS = 36
-GEOMETRIC_STEPS = 3  # robust Gauss-Newton steps on orthogonal distances after the least-squares refit
-LOCAL_OPT_ROUNDS = 2  # refit-all-hypotheses-on-their-inliers rounds inside RANSAC
+GEOMETRIC_STEPS = 2  # robust Gauss-Newton steps on orthogonal distances after the least-squares refit
+BLAS_SINGLE_THREAD_MNK = 65536 * 4  # OpenBLAS runs a GEMM with M*N*K up to this on the calling thread
+LOCAL_OPT_ROUNDS = 1  # refit-all-hypotheses-on-their-inliers rounds inside RANSAC
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +138,10 @@ def fit_ellipse_robust(
         if cost[j] < best_cost:
             best, best_cost = d2[:, j] < tol2, cost[j]
         if round_ < LOCAL_OPT_ROUNDS:
-            conics = _weighted_conics(design, rhs, d2 < tol2)
+            # In place: truncated d2 <= tol2, so sign(tol2 - d2) is the 0/1 inlier weight.
+            np.subtract(tol2, d2, out=d2)
+            np.sign(d2, out=d2)
+            conics = _weighted_conics(design, rhs, d2)
     if best is None:
         return None
     inliers = best
@@ -295,8 +299,8 @@ def _foot_points(e: Ellipse, xy: np.ndarray, warm: Foot | None = None) -> Foot:
     dx, dy = xy[:, 0] - e.cx, xy[:, 1] - e.cy
     u, v = c * dx + s * dy, c * dy - s * dx
     # Chatfield's trig-free iteration on the first quadrant (the foot point lies in the point's quadrant);
-    # it converges from (1/sqrt2, 1/sqrt2) in 3 steps for points inside and outside alike, and in one
-    # step from the foot points of an ellipse a Gauss-Newton step away.
+    # it converges from (1/sqrt2, 1/sqrt2) in 3 steps for points inside and outside alike (other starts can
+    # find a non-closest normal inside), and in one step from the foot points of an ellipse a step away.
     px, py = np.abs(u), np.abs(v)
     a, b = max(e.semi_major, 1e-9), max(e.semi_minor, 1e-9)
     k = a * a - b * b
@@ -396,12 +400,17 @@ def _solve_conics(m: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     return _as_conics(sol)
 
 
-def _weighted_conics(design: np.ndarray, rhs: np.ndarray, inliers: np.ndarray) -> np.ndarray:
-    """(N, 5), (N,), (N, K) bool -> (K, 6) algebraic least-squares conics, one per column of inliers."""
+def _weighted_conics(design: np.ndarray, rhs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(N, 5), (N,), (N, K) weights -> (K, 6) weighted algebraic least-squares conics, one per column."""
     n = len(design)
-    # Normal equations for all K hypotheses at once: sum over inliers of [m m^T | m r], one matmul.
+    # Normal equations of all K hypotheses at once: weighted sums of [m m^T | m r] are one matmul.
     z = np.concatenate([(design[:, :, None] * design[:, None, :]).reshape(n, 25), design * rhs[:, None]], axis=1)
-    acc = inliers.T.astype(np.float64) @ z  # (K, 30)
+    zt = np.ascontiguousarray(z.T, dtype=np.float32)
+    # Column blocks small enough that OpenBLAS stays on this thread: waking its pool for a product this
+    # size costs more than the product, and a lot more on a loaded machine.
+    block = max(1, BLAS_SINGLE_THREAD_MNK // (zt.size + 1))
+    acc = np.concatenate([zt @ weights[:, i : i + block] for i in range(0, weights.shape[1], block)], axis=1)
+    acc = acc.T.astype(np.float64)  # (K, 30)
     gram, h = acc[:, :25].reshape(-1, 5, 5), acc[:, 25:]
     gram += 1e-9 * np.eye(5)  # hypotheses with < 5 inliers stay solvable (and are then rejected as conics)
     return _solve_conics(gram, h)
