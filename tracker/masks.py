@@ -12,7 +12,7 @@ from tracker.structures import Ellipse
 
 CONVENTIONS = ("auto", "hole", "labels", "openeds")
 MASK_INLIER_TOL_PX = 1.0  # edge midpoints of a rasterised ellipse lie within 0.5 px of it; lid lines do not
-MASK_RANSAC_ITERATIONS = 512  # labels are built offline: buy robustness with iterations
+MASK_RANSAC_ITERATIONS = 256  # labels are built offline: buy robustness with iterations
 MIN_REGION_PX = 20  # an iris or pupil region smaller than this is annotation debris, not a boundary
 MIN_BOUNDARY_POINTS = 12
 
