@@ -18,6 +18,8 @@ CENTER_TOL_PX = 0.5  # fit to the edge midpoints of a rasterised ellipse
 AXIS_TOL_PX = 0.5
 ON_CURVE_TOL_PX = 1.0  # every reported boundary point lies this close to the true ellipse (none on a lid)
 ARC_TOL_PX = 1.5  # visible_arcs tolerance used in the tests
+SIDE_ARCS_AXIS_TOL_PX = 1.0  # axes from only the two side arcs left between both lids
+SIDE_ARCS_ON_CURVE_TOL_PX = 1.5  # inlier band (1 px) around a fit that may be off by up to the axis budget
 
 H, W = 224, 224
 IRIS = Ellipse(110.3, 118.7, 52.4, 47.1, 0.3)
@@ -176,3 +178,26 @@ def test_real_masks():
     assert iris_found / len(rows) >= IRIS_FOUND_RATE
     assert pupil_found / len(rows) >= PUPIL_FOUND_RATE
     assert pupil_inside == min(iris_found, pupil_found) or pupil_inside / len(rows) >= PUPIL_FOUND_RATE
+
+
+@pytest.mark.parametrize("convention", ["hole", "labels", "openeds"])
+def test_limbus_when_both_lids_cut_the_iris(convention):
+    # Both lids cut the iris, leaving two short side arcs of limbus; two curved lid lines plus one side fit
+    # an ellipse better than the two sides. With a sclera class only iris-vs-sclera edges are candidates;
+    # without one, a fit far off the pupil centre is rejected and its (lid) inliers dropped.
+    ys, xs = np.mgrid[0:H, 0:W]
+    opening = (ys >= 84 + 0.006 * (xs - 110.0) ** 2) & (ys <= 154 - 0.005 * (xs - 110.0) ** 2)
+    iris, pupil = inside(IRIS) & opening, inside(PUPIL) & opening
+    mask = np.zeros((H, W), np.uint8)
+    if convention == "hole":
+        mask[iris & ~pupil] = 255
+    elif convention == "labels":
+        mask[iris], mask[pupil] = 1, 2
+    else:
+        mask[opening], mask[iris], mask[pupil] = 1, 2, 3
+    b = boundaries_from_mask(mask)
+    assert math.hypot(b.iris.cx - IRIS.cx, b.iris.cy - IRIS.cy) < CENTER_TOL_PX
+    # Two short side arcs pin the centre and the horizontal extent; the vertical axis less so.
+    assert abs(b.iris.semi_major - IRIS.semi_major) < SIDE_ARCS_AXIS_TOL_PX
+    assert abs(b.iris.semi_minor - IRIS.semi_minor) < SIDE_ARCS_AXIS_TOL_PX
+    assert ellipse_distance_px(IRIS, b.limbus_xy).max() < SIDE_ARCS_ON_CURVE_TOL_PX

@@ -11,7 +11,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from tracker.preprocess import INPUT_HW, frame_to_model_affine, to_gray
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 SPLITS = ("train", "val", "test")
+LABEL_VERSION = 1  # bump when labelling changes, to invalidate cached labels
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +113,81 @@ def _load_one(record: Record, input_hw: tuple[int, int]) -> EdgeSample | None:
     return sample_from_mask(record.name, record.subject, image, mask, input_hw)
 
 
-def load_samples(records: list[Record], input_hw: tuple[int, int] = INPUT_HW, workers: int = 2) -> list[EdgeSample]:
-    """Read and label every record (threads: OpenCV releases the GIL); unreadable pairs are dropped."""
-    with ThreadPoolExecutor(workers) as pool:
-        samples = list(pool.map(lambda r: _load_one(r, input_hw), records))
-    return [s for s in samples if s is not None]
+def _load_chunk(records: list[Record], input_hw: tuple[int, int]) -> list[EdgeSample | None]:
+    return [_load_one(r, input_hw) for r in records]
+
+
+def load_samples(records: list[Record], input_hw: tuple[int, int] = INPUT_HW, workers: int | None = None,
+                 cache_dir: Path | None = None) -> list[EdgeSample]:
+    """Read and label every record; unreadable pairs are dropped.
+
+    Labelling fits ellipses in Python (GIL-bound), so it runs in worker processes, and the result is
+    cached in `cache_dir` (keyed by the files, their sizes and mtimes, and the input size) for later runs.
+    """
+    cache = _cache_path(records, input_hw, cache_dir) if cache_dir else None
+    if cache is not None and cache.exists():
+        return _read_cache(cache, records)
+    workers = workers or os.cpu_count() or 1
+    chunks = [records[i::workers] for i in range(workers)]
+    with ProcessPoolExecutor(workers) as pool:
+        parts = list(pool.map(_load_chunk, chunks, [input_hw] * workers))
+    by_name = {s.name: s for part in parts for s in part if s is not None}
+    samples = [by_name[r.name] for r in records if r.name in by_name]
+    if cache is not None:
+        _write_cache(cache, samples)
+    return samples
+
+
+def _cache_path(records: list[Record], input_hw: tuple[int, int], cache_dir: Path) -> Path:
+    h = hashlib.sha256(f"{LABEL_VERSION}:{input_hw}".encode())
+    # The labelling code is part of the key: a change in mask fitting invalidates the cache.
+    import tracker.geometry
+    import tracker.masks
+
+    for module in (tracker.geometry, tracker.masks):
+        h.update(Path(module.__file__).read_bytes())
+    for r in records:
+        for p in (r.image_path, r.mask_path):
+            st = p.stat()
+            h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return Path(cache_dir) / f"labels-{h.hexdigest()[:16]}.npz"
+
+
+def _write_cache(path: Path, samples: list[EdgeSample]) -> None:
+    """Arcs as flat arrays (no pickles): points, arc lengths, arc channel, arcs per sample; images stacked."""
+    points, lengths, channels, per_sample = [], [], [], []
+    for s in samples:
+        n = 0
+        for c, arcs in enumerate(s.arcs):
+            for a in arcs:
+                points.append(a.astype(np.float32))
+                lengths.append(len(a))
+                channels.append(c)
+                n += 1
+        per_sample.append(n)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, images=np.stack([s.image for s in samples]), names=np.array([s.name for s in samples]),
+             points=np.concatenate(points) if points else np.empty((0, 2), np.float32),
+             lengths=np.array(lengths, np.int64), channels=np.array(channels, np.int64),
+             per_sample=np.array(per_sample, np.int64))
+    tmp.replace(path)
+
+
+def _read_cache(path: Path, records: list[Record]) -> list[EdgeSample]:
+    subject = {r.name: r.subject for r in records}
+    with np.load(path) as z:
+        images, names, points = z["images"], z["names"], z["points"]
+        lengths, channels, per_sample = z["lengths"], z["channels"], z["per_sample"]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    samples, arc = [], 0
+    for i, name in enumerate(names):
+        arcs: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+        for _ in range(per_sample[i]):
+            arcs[channels[arc]].append(points[offsets[arc] : offsets[arc + 1]].astype(np.float64))
+            arc += 1
+        samples.append(EdgeSample(str(name), subject[str(name)], images[i], arcs))
+    return samples
 
 
 def synthetic_samples(n: int, input_hw: tuple[int, int] = INPUT_HW, seed: int = 0,

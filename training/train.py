@@ -94,6 +94,13 @@ def evaluate_edges(model, samples: list[EdgeSample]) -> dict[str, dict]:
     return {name: s.to_dict() for name, s in zip(CHANNELS, scores, strict=True)}
 
 
+def label_cache_dir() -> Path:
+    """Where labelled data sets are cached between runs: $IRISTRACK_CACHE/labels or ~/.cache/iristrack/labels."""
+    from tracker.paths import engine_cache_dir
+
+    return engine_cache_dir().parent / "labels"
+
+
 def _split_samples(cfg: TrainConfig, run: Path) -> dict[str, list[EdgeSample]]:
     """Load real data split by subject (recorded in run/split.json) and add synthetic eyes to train."""
     parts: dict[str, list[EdgeSample]] = {"train": [], "val": [], "test": []}
@@ -109,7 +116,7 @@ def _split_samples(cfg: TrainConfig, run: Path) -> dict[str, list[EdgeSample]]:
         if cfg.limit:
             rng = np.random.default_rng(cfg.seed)
             records = [records[i] for i in sorted(rng.permutation(len(records))[: cfg.limit])]
-        for sample in load_samples(records, cfg.input_hw):
+        for sample in load_samples(records, cfg.input_hw, cache_dir=label_cache_dir()):
             parts[subject_part[sample.subject]].append(sample)
     if cfg.synthetic:
         synth = synthetic_samples(cfg.synthetic, cfg.input_hw, seed=cfg.seed)
