@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -67,9 +68,11 @@ def load_tracker(model: str | None, backend: str, config, quiet: bool = False):
 @click.option("--height", type=int, default=None)
 @click.option("--fps", "camera_fps", type=float, default=None, help="camera frame rate")
 @click.option("--exposure", type=float, default=None, help="camera exposure (driver units)")
+@click.option("--pipelined/--sequential", default=None,
+              help="overlap decoding, inference and fitting, or one frame at a time  [default: pipelined]")
 @click.option("--quiet", is_flag=True, help="no progress bar or summary")
 def run(source, model, backend, jsonl, csv_path, video_out, show, shape, threshold, no_smooth, realtime, max_frames,
-        width, height, camera_fps, exposure, quiet) -> None:
+        width, height, camera_fps, exposure, pipelined, quiet) -> None:
     """Track SOURCE: a video, an image, a folder or glob of images, a camera index (0) or an OpenCV/GStreamer URL.
 
     With no SOURCE, tracks the bundled synthetic demo clip and compares with its ground truth.
@@ -77,6 +80,7 @@ def run(source, model, backend, jsonl, csv_path, video_out, show, shape, thresho
     from tracker import runner, sinks
     from tracker.sources import CameraOptions, open_source
 
+    _quiet_ffmpeg()
     truth_path = None
     if source is None:
         video, truth_path = _demo_clip(Path("out"))
@@ -115,13 +119,15 @@ def run(source, model, backend, jsonl, csv_path, video_out, show, shape, thresho
                 iris_cmp.add(t_iris, result.iris.ellipse if result.iris else None)
                 pupil_cmp.add(t_pupil, result.pupil.ellipse if result.pupil else None)
 
-        summary = runner.run(src, tracker, sink, progress=not quiet, max_frames=max_frames, on_result=compare,
-                             should_stop=(lambda: window.wants_quit) if window else None)
+        # The loop also stops when the window asks (q/Esc or closed): MultiSink passes on wants_quit.
+        summary = runner.run(src, tracker, sink, pipelined=pipelined, progress=not quiet, max_frames=max_frames,
+                             on_result=compare, should_stop=(lambda: window.wants_quit) if window else None)
     if quiet:
         return
     n = max(summary.frames, 1)
+    mode = "pipelined" if summary.pipelined else "sequential"
     click.echo(f"{summary.frames} frames from {source} in {summary.elapsed_s:.2f} s: {summary.fps:.0f} frames/s end "
-               f"to end ({tracker.backend.name})")
+               f"to end ({tracker.backend.name}, {mode})")
     click.echo(f"iris detected in {100 * summary.iris_detected / n:.1f}% of frames, pupil in "
                f"{100 * summary.pupil_detected / n:.1f}%")
     if truth is not None:
@@ -190,18 +196,43 @@ def _split_subjects(path: str, split_name: str) -> set[str]:
 @_backend_options
 @click.option("--max-frames", type=int, default=2000, show_default=True)
 @click.option("--realtime", is_flag=True, help="also replay at the source's frame rate: latency and drops")
+@click.option("--pipelined/--sequential", default=None,
+              help="mode for the headline figure and the soak (both are always measured)  [default: pipelined]")
+@click.option("--resize", "resize", default=None, metavar="WxH",
+              help="bench a resized copy of SOURCE (e.g. 640x480), written to a temporary folder")
+@click.option("--soak", "soak_frames", type=click.IntRange(min=1), default=None, metavar="N",
+              help="also process N frames (looping SOURCE) and report resident memory growth")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def bench(source, model, backend, max_frames, realtime, as_json) -> None:
+def bench(source, model, backend, max_frames, realtime, pipelined, resize, soak_frames, as_json) -> None:
     """Measure per-stage latency, end-to-end frames per second and the classical baseline on SOURCE (default: demo clip)."""
     from tracker.bench import format_bench, run_bench
 
+    resize_wh = _parse_wh(resize) if resize else None
+    _quiet_ffmpeg()
     if source is None:
         source = str(_demo_clip(Path("out"))[0])
     tracker = load_tracker(model, backend, _tracker_config("ellipse", 0.35, True), quiet=as_json)
     try:
-        result = run_bench(tracker, source, max_frames=max_frames, realtime=realtime)
+        result = run_bench(tracker, source, max_frames=max_frames, realtime=realtime, pipelined=pipelined,
+                           resize_wh=resize_wh, soak_frames=soak_frames)
     except ValueError as exc:
         raise TrackerError(str(exc)) from None
     finally:
         tracker.close()
     click.echo(json.dumps(result) if as_json else format_bench(result))
+
+
+def _parse_wh(text: str) -> tuple[int, int]:
+    """'640x480' -> (640, 480); TrackerError for anything else."""
+    w, sep, h = text.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
+        raise TrackerError(f"--resize expects WIDTHxHEIGHT in pixels such as 640x480, got {text!r}")
+    return int(w), int(h)
+
+
+def _quiet_ffmpeg() -> None:
+    """Keep FFmpeg's own log lines ("moov atom not found") off stderr: the sources report problems in one line.
+
+    OpenCV reads this when its FFmpeg backend first starts, so it must be set before the first video is opened.
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET

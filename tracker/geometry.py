@@ -19,6 +19,13 @@ COVERAGE_BINS = 36
 GEOMETRIC_STEPS = 2  # robust Gauss-Newton steps on orthogonal distances after the least-squares refit
 BLAS_SINGLE_THREAD_MNK = 65536 * 4  # OpenBLAS runs a GEMM with M*N*K up to this on the calling thread
 LOCAL_OPT_ROUNDS = 1  # refit-all-hypotheses-on-their-inliers rounds inside RANSAC
+SEED_ROUNDS = 4  # trimmed least-squares rounds (fit, keep the points within tolerance, fit again) before RANSAC
+EARLY_EXIT_INLIER_FRACTION = 0.9  # a trimmed least-squares seed this good skips RANSAC: only refined
+MISS_PROBABILITY = 1e-5  # adaptive RANSAC stops once all samples being unclean is this unlikely (not 1e-3:
+# a clean 5-point sample on a short noisy arc is often too rough for local optimisation to rescue)
+MIN_RANSAC_ITERATIONS = 8  # floor on the adaptive count: the observed inlier ratio of a few samples is noisy
+RANSAC_BATCH = 32  # most hypotheses drawn before the adaptive count is checked again
+CONVERGED_STEP_PX = 1e-3  # a Gauss-Newton step moving nothing by more than this ends the refinement
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,39 +120,59 @@ def fit_ellipse_robust(
     seed: int = 0,
     min_points: int = 8,
 ) -> EllipseFit | None:
-    """(N, 2) pixels -> MSAC over 5-point conics, then geometric refits on inliers; None when no plausible fit."""
+    """(N, 2) pixels -> MSAC over 5-point conics, then geometric refits on inliers; None when no plausible fit.
+
+    A trimmed least-squares fit seeds the search: when it already explains EARLY_EXIT_INLIER_FRACTION of the
+    points it is only refined; otherwise it competes with the RANSAC hypotheses, whose count adapts to the
+    best inlier ratio seen (at most `iterations`).
+    """
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     n = len(xy)
     if n < max(min_points, 5) or not np.isfinite(xy).all():
         return None
-    norm, scale = _normalise(xy)
+    mean = xy.mean(axis=0)
+    centred = xy - mean
+    scale = max(math.sqrt(float(np.einsum("ij,ij->", centred, centred)) / n), 1e-9)
+    seed_fit, seed_inliers = _trimmed_direct(xy, inlier_tol_px, scale, min_points)
+    seed_count = int(np.count_nonzero(seed_inliers)) if seed_inliers is not None else 0
+    if seed_fit is not None and seed_count >= max(min_points, EARLY_EXIT_INLIER_FRACTION * n):
+        return _refine(xy, seed_inliers, inlier_tol_px, min_points, _fit_direct, _ellipse_step, scale, seed_fit)
+    norm = centred / scale
     design, rhs = _conic_design(norm)
-    idx = _sample_subsets(n, 5, iterations, np.random.default_rng(seed))
-    conics = _solve_conics(design[idx], rhs[idx])
     tol2 = np.float32((inlier_tol_px / scale) ** 2)
-    best, best_cost = None, np.inf
-    # Minimal 5-point conics through noisy points are poor, so a dense lid line can outscore every one of
-    # them. Local optimisation: refit every hypothesis on its own inliers (all at once, one matmul) and
-    # score again; a rough clean sample becomes a good fit, a lid-hugging one stays poor.
-    for round_ in range(LOCAL_OPT_ROUNDS + 1):
-        conics = conics[_is_plausible_conic(conics)]
-        if len(conics) == 0:
-            break
-        d2 = _sampson_sq(conics, norm)
-        np.minimum(d2, tol2, out=d2)
-        cost = d2.sum(axis=0)
-        j = int(np.argmin(cost))
-        if cost[j] < best_cost:
-            best, best_cost = d2[:, j] < tol2, cost[j]
-        if round_ < LOCAL_OPT_ROUNDS:
-            # In place: truncated d2 <= tol2, so sign(tol2 - d2) is the 0/1 inlier weight.
-            np.subtract(tol2, d2, out=d2)
-            np.sign(d2, out=d2)
-            conics = _weighted_conics(design, rhs, d2)
+    rng = np.random.default_rng(seed)
+    seed_conic = None if seed_fit is None else _conic_of(seed_fit, mean, scale)[None, :]
+    best, best_cost, best_count = None, np.inf, seed_count
+    done, need = 0, _ransac_iterations(seed_count / n, iterations)
+    while done < need:
+        batch = min(need - done, RANSAC_BATCH) if done else min(need, RANSAC_BATCH)
+        conics = _solve_conics(*_minimal_systems(design, rhs, n, batch, rng))
+        if seed_conic is not None:
+            conics, seed_conic = np.concatenate([seed_conic, conics]), None
+        done += batch
+        # Minimal 5-point conics through noisy points are poor, so a dense lid line can outscore every one
+        # of them. Local optimisation: refit every hypothesis on its own inliers (all at once, one matmul)
+        # and score again; a rough clean sample becomes a good fit, a lid-hugging one stays poor.
+        for round_ in range(LOCAL_OPT_ROUNDS + 1):
+            conics = conics[_is_plausible_conic(conics)]
+            if len(conics) == 0:
+                break
+            d2 = _sampson_sq(conics, norm)
+            np.minimum(d2, tol2, out=d2)
+            cost = d2.sum(axis=0)
+            j = int(np.argmin(cost))
+            if cost[j] < best_cost:
+                best, best_cost = d2[:, j] < tol2, cost[j]
+                best_count = max(best_count, int(np.count_nonzero(best)))
+            if round_ < LOCAL_OPT_ROUNDS:
+                # In place: truncated d2 <= tol2, so sign(tol2 - d2) is the 0/1 inlier weight.
+                np.subtract(tol2, d2, out=d2)
+                np.sign(d2, out=d2)
+                conics = _weighted_conics(design, rhs, d2)
+        need = _ransac_iterations(best_count / n, iterations)
     if best is None:
         return None
-    inliers = best
-    return _refine(xy, inliers, inlier_tol_px, min_points, _fit_direct, _ellipse_step, scale)
+    return _refine(xy, best, inlier_tol_px, min_points, _fit_direct, _ellipse_step, scale)
 
 
 def fit_circle_robust(
@@ -191,11 +218,12 @@ def _refine(
     fit: Callable[[np.ndarray, float], Ellipse | None],
     step: Callable[[Ellipse, np.ndarray, float, Foot | None], tuple[Ellipse | None, Foot]],
     spread_px: float,
+    start: Ellipse | None = None,
 ) -> EllipseFit | None:
-    """Least-squares fit on the MSAC inliers, then robust Gauss-Newton steps over all points; final inliers."""
-    if inliers.sum() < min_points:
+    """Least-squares fit on the MSAC inliers (or `start`, one already), robust Gauss-Newton steps; final inliers."""
+    if np.count_nonzero(inliers) < min_points:
         return None
-    e = fit(xy[inliers], spread_px)
+    e = fit(xy[inliers], spread_px) if start is None else start
     if e is None:
         return None
     foot = None
@@ -203,10 +231,19 @@ def _refine(
         nxt, foot = step(e, xy, tol_px, foot)
         if nxt is None or not _plausible(nxt, spread_px):
             break
+        moved_px = max(
+            abs(nxt.cx - e.cx),
+            abs(nxt.cy - e.cy),
+            abs(nxt.semi_major - e.semi_major),
+            abs(nxt.semi_minor - e.semi_minor),
+            abs(math.remainder(nxt.angle_rad - e.angle_rad, math.pi)) * e.semi_major,
+        )
         e = nxt
+        if moved_px < CONVERGED_STEP_PX:
+            break
     d = _distance_px(e, xy, foot)
     inliers = d <= tol_px
-    if inliers.sum() < min_points:
+    if np.count_nonzero(inliers) < min_points:
         return None
     d_in = d[inliers]
     return EllipseFit(
@@ -216,6 +253,74 @@ def _refine(
         inlier_fraction=float(inliers.mean()),
         angular_coverage=angular_coverage(e, xy[inliers]),
     )
+
+
+def _trimmed_direct(
+    xy: np.ndarray, tol_px: float, spread_px: float, min_points: int
+) -> tuple[Ellipse | None, np.ndarray | None]:
+    """(N, 2) pixels -> a direct fit refitted on its own points within tolerance until they settle, and those points.
+
+    Cheap and exact when outliers are few; with a dense lid line it may settle on a compromise, which the
+    RANSAC hypotheses it then competes with outscore.
+    """
+    e = _fit_direct(xy, spread_px)
+    if e is None:
+        return None, None
+    fitted_on = None
+    for _ in range(SEED_ROUNDS):
+        inliers = _sampson_px(e, xy) <= tol_px
+        if fitted_on is not None and np.array_equal(inliers, fitted_on):
+            return e, inliers
+        if np.count_nonzero(inliers) < max(min_points, 5):
+            return e, inliers
+        nxt = _fit_direct(xy[inliers], spread_px)
+        if nxt is None:
+            return e, inliers
+        e, fitted_on = nxt, inliers
+    return e, _sampson_px(e, xy) <= tol_px
+
+
+def _sampson_px(e: Ellipse, xy: np.ndarray) -> np.ndarray:
+    """(N, 2) pixels -> (N,) unsigned Sampson distance to the ellipse (first-order orthogonal distance), pixels."""
+    c, s = math.cos(e.angle_rad), math.sin(e.angle_rad)
+    uv = (xy - np.array([e.cx, e.cy])) @ np.array([[c, -s], [s, c]])  # points in the ellipse frame
+    grad = uv * np.array([1.0 / (e.semi_major * e.semi_major), 1.0 / (e.semi_minor * e.semi_minor)])
+    val = np.einsum("ij,ij->i", uv, grad)
+    val -= 1.0
+    np.abs(val, out=val)
+    # The implicit function is u^2/a^2 + v^2/b^2 - 1 and its gradient 2 (u/a^2, v/b^2).
+    val /= 2.0 * np.sqrt(np.einsum("ij,ij->i", grad, grad)) + 1e-300
+    return val
+
+
+def _conic_of(e: Ellipse, mean: np.ndarray, scale: float) -> np.ndarray:
+    """Ellipse in pixels, normalisation (centroid, scale) -> (6,) conic (A, B, C, D, E, F) in normalised units."""
+    x0, y0 = (e.cx - mean[0]) / scale, (e.cy - mean[1]) / scale
+    ia2, ib2 = (scale / e.semi_major) ** 2, (scale / e.semi_minor) ** 2
+    c, s = math.cos(e.angle_rad), math.sin(e.angle_rad)
+    a, b, cc = c * c * ia2 + s * s * ib2, 2 * c * s * (ia2 - ib2), s * s * ia2 + c * c * ib2
+    q = np.array([a, b, cc, -2 * a * x0 - b * y0, -b * x0 - 2 * cc * y0, a * x0 * x0 + b * x0 * y0 + cc * y0 * y0 - 1])
+    return q / (a + cc)  # A + C = 1, as the minimal solutions
+
+
+def _ransac_iterations(inlier_ratio: float, cap: int, sample_size: int = 5) -> int:
+    """Samples so that all are unclean with probability < MISS_PROBABILITY, in [MIN_RANSAC_ITERATIONS, cap]."""
+    clean = inlier_ratio**sample_size
+    if clean >= 1.0:
+        need = 0
+    elif clean <= 0.0:
+        need = cap
+    else:
+        need = math.ceil(math.log(MISS_PROBABILITY) / math.log1p(-clean))
+    return min(cap, max(MIN_RANSAC_ITERATIONS, need))
+
+
+def _minimal_systems(
+    design: np.ndarray, rhs: np.ndarray, n: int, count: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 5) design, (N,) rhs -> (count, 5, 5) and (count, 5): the conic systems of random 5-point subsets."""
+    idx = _sample_subsets(n, 5, count, rng)
+    return design[idx], rhs[idx]
 
 
 def _tukey_weights(resid: np.ndarray, tol_px: float) -> np.ndarray:
