@@ -187,3 +187,11 @@ def test_robust_circle_within_budget(arc, outlier_fraction):
         assert fit is not None and fit.ellipse.axis_ratio == 1.0
         ok += centre_error_px(fit.ellipse, truth) <= 0.5 and abs(fit.ellipse.semi_major - truth.semi_major) <= 0.5
     assert ok / CASES >= 0.95
+
+
+def test_clean_points_need_no_ransac():
+    # A trimmed least-squares seed that explains nearly every point is only refined: no samples drawn.
+    truth, xy, _ = scene(11, 1.0, 0.05)
+    fit = fit_ellipse_robust(xy, iterations=0)
+    assert fit is not None
+    assert centre_error_px(fit.ellipse, truth) <= 0.2 and axis_error_px(fit.ellipse, truth) <= 0.2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def run(source, model, backend, jsonl, csv_path, video_out, show, shape, thresho
     from tracker import runner, sinks
     from tracker.sources import CameraOptions, open_source
 
-    _quiet_ffmpeg()
+    _quiet_native_logs()
     truth_path = None
     if source is None:
         video, truth_path = _demo_clip(Path("out"))
@@ -88,8 +89,12 @@ def run(source, model, backend, jsonl, csv_path, video_out, show, shape, thresho
     skipped: list[str] = []
 
     def on_skip(message: str) -> None:
+        # Called from the source's consumer (the inference thread when pipelined); tqdm.write keeps the
+        # message on its own line above the progress bar instead of glued to its end.
+        from tqdm import tqdm
+
         skipped.append(message)
-        click.echo(f"skipped: {message}", err=True)
+        tqdm.write(message if message.startswith("skipped") else f"skipped: {message}", file=sys.stderr)
 
     camera = CameraOptions(width=width, height=height, fps=camera_fps, exposure=exposure)
     with ExitStack() as stack:
@@ -208,7 +213,7 @@ def bench(source, model, backend, max_frames, realtime, pipelined, resize, soak_
     from tracker.bench import format_bench, run_bench
 
     resize_wh = _parse_wh(resize) if resize else None
-    _quiet_ffmpeg()
+    _quiet_native_logs()
     if source is None:
         source = str(_demo_clip(Path("out"))[0])
     tracker = load_tracker(model, backend, _tracker_config("ellipse", 0.35, True), quiet=as_json)
@@ -230,9 +235,14 @@ def _parse_wh(text: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
-def _quiet_ffmpeg() -> None:
-    """Keep FFmpeg's own log lines ("moov atom not found") off stderr: the sources report problems in one line.
+def _quiet_native_logs() -> None:
+    """Keep FFmpeg's and OpenCV's own log lines ("moov atom not found") off stderr: sources report in one line.
 
-    OpenCV reads this when its FFmpeg backend first starts, so it must be set before the first video is opened.
+    OpenCV reads OPENCV_FFMPEG_LOGLEVEL when its FFmpeg backend first starts, so this runs before the first
+    video is opened. A user who set either variable keeps their setting.
     """
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)

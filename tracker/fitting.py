@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from tracker.geometry import EllipseFit, fit_circle_robust, fit_ellipse_robust
@@ -31,6 +32,8 @@ class FitConfig:
     min_axis_ratio: float = 0.4
     min_semi_axis_model_px: float = 2.5
     min_confidence: float = 0.15
+    refine: tuple[str, ...] = ("pupil",)  # boundaries refined on the full-resolution image (see refine_on_image)
+    refine_search_model_px: float = 1.5  # how far along the normal the image edge is searched
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,69 @@ def fit_boundary(prob: np.ndarray, frame_hw: tuple[int, int], config: FitConfig)
     return Boundary(e, confidence) if confidence >= config.min_confidence else None
 
 
+def ellipse_normals(e: Ellipse, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points (N, 2) at parametric angles t and the unit outward normals (N, 2) there."""
+    c, s = np.cos(e.angle_rad), np.sin(e.angle_rad)
+    ct, st = np.cos(t), np.sin(t)
+    local = np.stack([e.semi_minor * ct, e.semi_major * st], axis=1)  # gradient of the implicit form, local frame
+    n = np.stack([c * local[:, 0] - s * local[:, 1], s * local[:, 0] + c * local[:, 1]], axis=1)
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    return e.points_at(t), n
+
+
+def refine_on_image(gray: np.ndarray, e: Ellipse, visible_prob: np.ndarray, config: FitConfig,
+                    n_normals: int = 96) -> Ellipse | None:
+    """Move a fitted boundary onto the strongest dark-to-bright step of the full-resolution image.
+
+    The network localises the boundary to a model pixel (2-3 frame pixels); the frame itself has the
+    sharp edge. Along each outward normal where the network saw the boundary (`visible_prob`, the edge
+    probability sampled at the normal's foot), the image's derivative peak is found with sub-pixel
+    (parabolic) precision, and the ellipse is refitted robustly. Returns None when too few normals agree.
+    """
+    h, w = gray.shape
+    px_per_model = float(np.sqrt(h * w / (visible_prob.shape[0] * visible_prob.shape[1])))
+    t = np.linspace(0.0, 2 * np.pi, n_normals, endpoint=False)
+    foot, normal = ellipse_normals(e, t)
+    to_model = np.array([visible_prob.shape[1] / w, visible_prob.shape[0] / h])
+    mx = np.clip(((foot[:, 0] + 0.5) * to_model[0] - 0.5).round().astype(np.intp), 0, visible_prob.shape[1] - 1)
+    my = np.clip(((foot[:, 1] + 0.5) * to_model[1] - 0.5).round().astype(np.intp), 0, visible_prob.shape[0] - 1)
+    seen = visible_prob[my, mx] >= config.threshold
+    if seen.sum() < config.min_points:
+        return None
+    foot, normal = foot[seen], normal[seen]
+    step = 0.5
+    reach = config.refine_search_model_px * px_per_model
+    offsets = np.arange(-reach, reach + step / 2, step, dtype=np.float32)
+    map_x = (foot[:, 0:1] + normal[:, 0:1] * offsets).astype(np.float32)
+    map_y = (foot[:, 1:2] + normal[:, 1:2] * offsets).astype(np.float32)
+    profile = cv2.remap(gray, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    slope = profile[:, 2:] - profile[:, :-2]  # central difference, dark inside -> bright outside is positive
+    k = np.argmax(slope, axis=1)
+    inner = (k > 0) & (k < slope.shape[1] - 1)
+    rows = np.flatnonzero(inner)
+    if len(rows) < config.min_points:
+        return None
+    kk = k[rows]
+    y0, y1, y2 = slope[rows, kk - 1], slope[rows, kk], slope[rows, kk + 1]
+    denom = y0 - 2 * y1 + y2
+    sub = np.where(denom < 0, 0.5 * (y0 - y2) / np.where(denom < 0, denom, -1), 0.0)
+    along = offsets[kk + 1] + sub * step  # slope index i is centred on offsets[i + 1]
+    strong = y1 > 0.25 * np.median(y1[y1 > 0]) if (y1 > 0).any() else np.zeros_like(y1, bool)
+    xy = foot[rows] + normal[rows] * along[:, None]
+    xy = xy[strong]
+    if len(xy) < config.min_points:
+        return None
+    fit = fit_ellipse_robust(xy, inlier_tol_px=max(0.75, 0.3 * px_per_model), iterations=48,
+                             min_points=config.min_points)
+    if fit is None or fit.inlier_fraction < 0.5:
+        return None
+    moved = np.hypot(fit.ellipse.cx - e.cx, fit.ellipse.cy - e.cy)
+    # The image edge must confirm the network's boundary, not replace it with another one.
+    if moved > reach or abs(fit.ellipse.semi_major - e.semi_major) > reach:
+        return None
+    return fit.ellipse
+
+
 def _inside(outer: Ellipse, x: float, y: float) -> bool:
     """Whether (x, y) lies inside `outer`."""
     c, s = np.cos(outer.angle_rad), np.sin(outer.angle_rad)
@@ -122,10 +188,22 @@ def pupil_fits_iris(pupil: Ellipse, iris: Ellipse) -> bool:
     return _inside(iris, pupil.cx, pupil.cy) and pupil.semi_major < 0.92 * iris.semi_major
 
 
-def fit_eye(edges: np.ndarray, frame_hw: tuple[int, int], config: FitConfig = FitConfig()) -> EyeFit:
-    """(H, W, 2) edge probabilities (limbus, pupil) -> EyeFit in frame pixels."""
+def fit_eye(edges: np.ndarray, frame_hw: tuple[int, int], config: FitConfig = FitConfig(),
+            gray: np.ndarray | None = None) -> EyeFit:
+    """(H, W, 2) edge probabilities (limbus, pupil) -> EyeFit in frame pixels; `gray` (H, W) enables refinement."""
     iris = fit_boundary(edges[:, :, LIMBUS], frame_hw, config)
     pupil = fit_boundary(edges[:, :, PUPIL], frame_hw, config)
+    if gray is not None:
+        for name, channel in (("iris", LIMBUS), ("pupil", PUPIL)):
+            found = iris if name == "iris" else pupil
+            if found is None or (("limbus" if name == "iris" else "pupil") not in config.refine):
+                continue
+            refined = refine_on_image(gray, found.ellipse, edges[:, :, channel], config)
+            if refined is not None:
+                if name == "iris":
+                    iris = Boundary(refined, found.confidence)
+                else:
+                    pupil = Boundary(refined, found.confidence)
     if iris is not None and pupil is not None and not pupil_fits_iris(pupil.ellipse, iris.ellipse):
         # Trust the more confident boundary; a pupil outside its iris is a false detection of one of them.
         if pupil.confidence > iris.confidence:

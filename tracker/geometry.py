@@ -19,13 +19,14 @@ COVERAGE_BINS = 36
 GEOMETRIC_STEPS = 2  # robust Gauss-Newton steps on orthogonal distances after the least-squares refit
 BLAS_SINGLE_THREAD_MNK = 65536 * 4  # OpenBLAS runs a GEMM with M*N*K up to this on the calling thread
 LOCAL_OPT_ROUNDS = 1  # refit-all-hypotheses-on-their-inliers rounds inside RANSAC
-SEED_ROUNDS = 4  # trimmed least-squares rounds (fit, keep the points within tolerance, fit again) before RANSAC
+SEED_ROUNDS = 3  # trimmed least-squares rounds (fit, keep the points within tolerance, fit again) before RANSAC
 EARLY_EXIT_INLIER_FRACTION = 0.9  # a trimmed least-squares seed this good skips RANSAC: only refined
 MISS_PROBABILITY = 1e-5  # adaptive RANSAC stops once all samples being unclean is this unlikely (not 1e-3:
 # a clean 5-point sample on a short noisy arc is often too rough for local optimisation to rescue)
 MIN_RANSAC_ITERATIONS = 8  # floor on the adaptive count: the observed inlier ratio of a few samples is noisy
 RANSAC_BATCH = 32  # most hypotheses drawn before the adaptive count is checked again
-CONVERGED_STEP_PX = 1e-3  # a Gauss-Newton step moving nothing by more than this ends the refinement
+CONVERGED_STEP_PX = 0.05  # a Gauss-Newton step moving nothing by more than this ends the refinement: the steps
+# shrink ~10x each, so the next one would move < 0.01 px
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,9 @@ def angular_coverage(e: Ellipse, xy: np.ndarray, bins: int = COVERAGE_BINS) -> f
     # Parametric rather than polar angle, so equal bins are comparable pieces of a flat ellipse's perimeter.
     t = np.arctan2((-s * dx + c * dy) / max(e.semi_minor, 1e-9), (c * dx + s * dy) / max(e.semi_major, 1e-9))
     idx = np.floor(np.mod(t, 2 * math.pi) * (bins / (2 * math.pi))).astype(np.int64) % bins
-    return float(np.unique(idx).size / bins)
+    hit = np.zeros(bins, dtype=bool)
+    hit[idx] = True
+    return float(np.count_nonzero(hit) / bins)
 
 
 def fit_ellipse_robust(
@@ -329,18 +332,22 @@ def _tukey_weights(resid: np.ndarray, tol_px: float) -> np.ndarray:
     Points that graze the tolerance band (where a lid line crosses the limbus) pull far less than
     points on the curve, and the weights re-select inliers at every step.
     """
-    w = 1.0 - (resid / tol_px) ** 2
-    return np.where(w > 0, w * w, 0.0)
+    w = resid * (1.0 / tol_px)
+    w *= w
+    np.subtract(1.0, w, out=w)
+    np.maximum(w, 0.0, out=w)
+    w *= w
+    return w
 
 
 def _weighted_step(jac: np.ndarray, resid: np.ndarray, w: np.ndarray) -> np.ndarray | None:
-    """Solve the damped weighted normal equations (J^T W J) step = -J^T W r; None when singular."""
-    jw = jac * w[:, None]
-    jtj = jw.T @ jac
+    """(P, N) Jacobian, (N,) residuals and weights -> the damped weighted normal-equation step; None when singular."""
+    jw = jac * w
+    jtj = jw @ jac.T
     # Light Levenberg damping: the angle of a near-circle (and short arcs) is otherwise unconstrained.
     jtj[np.diag_indices(len(jtj))] += 1e-6 * np.trace(jtj) + 1e-12
     try:
-        step = np.linalg.solve(jtj, -(jw.T @ resid))
+        step = np.linalg.solve(jtj, -(jw @ resid))
     except np.linalg.LinAlgError:
         return None
     return step if np.isfinite(step).all() else None
@@ -351,21 +358,25 @@ def _ellipse_step(e: Ellipse, xy: np.ndarray, tol_px: float, warm: Foot | None) 
     a, b, th = e.semi_major, e.semi_minor, e.angle_rad
     c, s = math.cos(th), math.sin(th)
     foot = _foot_points(e, xy, warm)
-    u, v, ct, st = foot
-    # Unit outward normal at the foot point in the ellipse frame, and rotated into the image frame.
-    nu, nv = b * ct, a * st
-    nn = np.hypot(nu, nv)
+    uv, cs = foot
+    on_curve = cs * np.array([[a], [b]])  # foot points in the ellipse frame
+    # Unit outward normal at the foot point in the ellipse frame, (b cos t, a sin t) normalised.
+    nrm = cs * np.array([[b], [a]])
+    nn = np.hypot(nrm[0], nrm[1])
     np.maximum(nn, 1e-12, out=nn)
-    nu /= nn
-    nv /= nn
-    resid = nu * (u - a * ct) + nv * (v - b * st)
+    nrm /= nn
+    resid = np.einsum("ij,ij->j", nrm, uv - on_curve)
     w = _tukey_weights(resid, tol_px)
     if np.count_nonzero(w) < 5:
         return None, foot
-    nx, ny = c * nu - s * nv, s * nu + c * nv
+    rot = np.array([[c, -s], [s, c]])
     # d(distance)/d(param) = -normal . dX/d(param) at the foot point (the foot-point shift is second order).
-    fx, fy = (c * a) * ct - (s * b) * st, (s * a) * ct + (c * b) * st  # foot point relative to the centre
-    jac = np.column_stack([nx, ny, nu * ct, nv * st, ny * fx - nx * fy])
+    jac = np.empty((5, len(resid)))
+    np.matmul(rot, nrm, out=jac[0:2])  # normal in the image frame
+    np.multiply(nrm, cs, out=jac[2:4])
+    f = rot @ on_curve  # foot point relative to the centre, image frame
+    np.multiply(jac[1], f[0], out=jac[4])
+    jac[4] -= jac[0] * f[1]
     step = _weighted_step(jac, resid, w)
     if step is None:
         return None, foot
@@ -382,60 +393,63 @@ def _circle_step(e: Ellipse, xy: np.ndarray, tol_px: float, warm: Foot | None) -
     w = _tukey_weights(resid, tol_px)
     if np.count_nonzero(w) < 3:
         return None, None
-    jac = -np.column_stack([dx / dist, dy / dist, np.ones_like(dist)])
+    jac = -np.stack([dx / dist, dy / dist, np.ones_like(dist)])
     step = _weighted_step(jac, resid, w)
     if step is None:
         return None, None
     return Ellipse.circle(e.cx + step[0], e.cy + step[1], abs(e.semi_major + step[2])), None
 
 
-Foot = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # u, v in the ellipse frame; cos t, sin t of the foot
+Foot = tuple[np.ndarray, np.ndarray]  # (2, N) points (u, v) in the ellipse frame; (2, N) (cos t, sin t) of the foot
 
 
 def _distance_px(e: Ellipse, xy: np.ndarray, warm: Foot | None = None) -> np.ndarray:
     """(N, 2) pixels -> (N,) orthogonal distances; `warm` foot points of a nearby ellipse save iterations."""
-    u, v, ct, st = _foot_points(e, xy, warm)
-    return np.hypot(u - e.semi_major * ct, v - e.semi_minor * st)
+    uv, cs = _foot_points(e, xy, warm)
+    cs *= np.array([[e.semi_major], [e.semi_minor]])
+    uv = uv - cs
+    return np.hypot(uv[0], uv[1])
 
 
 def _foot_points(e: Ellipse, xy: np.ndarray, warm: Foot | None = None) -> Foot:
-    """(N, 2) pixels -> points (u, v) in the ellipse frame and (cos t, sin t) of their closest ellipse points."""
+    """(N, 2) pixels -> (2, N) points (u, v) in the ellipse frame and (2, N) (cos t, sin t) of their closest points."""
     c, s = math.cos(e.angle_rad), math.sin(e.angle_rad)
-    dx, dy = xy[:, 0] - e.cx, xy[:, 1] - e.cy
-    u, v = c * dx + s * dy, c * dy - s * dx
+    uv = np.array([[c, s], [-s, c]]) @ (xy - np.array([e.cx, e.cy])).T
     # Chatfield's trig-free iteration on the first quadrant (the foot point lies in the point's quadrant);
     # it converges from (1/sqrt2, 1/sqrt2) in 3 steps for points inside and outside alike (other starts can
     # find a non-closest normal inside), and in one step from the foot points of an ellipse a step away.
-    px, py = np.abs(u), np.abs(v)
+    # Rows are x and y: each operation serves both coordinates.
+    p = np.abs(uv)
     a, b = max(e.semi_major, 1e-9), max(e.semi_minor, 1e-9)
     k = a * a - b * b
+    ab = np.array([[a], [b]])
+    kab = np.array([[k / a], [-k / b]])
     if warm is None:
-        tx = np.full_like(px, math.sqrt(0.5))
-        ty = tx.copy()
+        t = np.full_like(p, math.sqrt(0.5))
         iterations = 3
     else:
-        tx, ty = np.abs(warm[2]), np.abs(warm[3])
+        t = np.abs(warm[1])
         iterations = 1
     for _ in range(iterations):
-        ex = (k / a) * (tx * tx * tx)
-        ey = (-k / b) * (ty * ty * ty)
-        r = np.hypot(a * tx - ex, b * ty - ey)
-        qx, qy = px - ex, py - ey
-        r /= np.maximum(np.hypot(qx, qy), 1e-12)
-        qx *= r
-        qx += ex
-        qx *= 1.0 / a
-        qy *= r
-        qy += ey
-        qy *= 1.0 / b
-        np.clip(qx, 0.0, 1.0, out=qx)
-        np.clip(qy, 0.0, 1.0, out=qy)
-        n = np.hypot(qx, qy)
-        np.maximum(n, 1e-12, out=n)
-        qx /= n
-        qy /= n
-        tx, ty = qx, qy
-    return u, v, np.copysign(tx, u), np.copysign(ty, v)
+        ev = t * t
+        ev *= t
+        ev *= kab  # evolute point of the current estimate
+        r = ab * t
+        r -= ev
+        rn = np.hypot(r[0], r[1])
+        q = p - ev
+        qn = np.hypot(q[0], q[1])
+        np.maximum(qn, 1e-12, out=qn)
+        rn /= qn
+        q *= rn
+        q += ev
+        q /= ab
+        np.clip(q, 0.0, 1.0, out=q)
+        qn = np.hypot(q[0], q[1])
+        np.maximum(qn, 1e-12, out=qn)
+        q /= qn
+        t = q
+    return uv, np.copysign(t, uv)
 
 
 def _spread_px(xy: np.ndarray) -> float:

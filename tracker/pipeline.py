@@ -58,6 +58,11 @@ class Tracker:
         self._iris.reset()
         self._pupil.reset()
 
+    @property
+    def last_gray(self) -> np.ndarray | None:
+        """(H, W) gray frame behind the last edges() call (a new array per frame unless the frame was gray)."""
+        return self._pre.last_gray
+
     def edges(self, image: np.ndarray) -> np.ndarray:
         """(H, W[, 3]) image -> (h, w, 2) float32 edge probabilities at model resolution (a reused buffer)."""
         t0 = time.perf_counter()
@@ -67,10 +72,10 @@ class Tracker:
         self.times.preprocess_ms, self.times.inference_ms = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
         return out
 
-    def fit(self, edges: np.ndarray, frame_hw: tuple[int, int]) -> EyeFit:
-        """(h, w, 2) edge probabilities -> EyeFit in frame pixels, smoothed when configured."""
+    def fit(self, edges: np.ndarray, frame_hw: tuple[int, int], gray: np.ndarray | None = None) -> EyeFit:
+        """(h, w, 2) edge probabilities (+ the (H, W) gray frame for refinement) -> EyeFit, smoothed when configured."""
         t0 = time.perf_counter()
-        found = fit_eye(edges, frame_hw, self.config.fit)
+        found = fit_eye(edges, frame_hw, self.config.fit, gray)
         if self.config.smooth:
             found = EyeFit(self._iris.update(found.iris), self._pupil.update(found.pupil), found.status)
         self.times.fit_ms = (time.perf_counter() - t0) * 1e3
@@ -84,7 +89,7 @@ class Tracker:
         image = frame.image
         if image is None or image.ndim not in (2, 3) or image.size == 0:
             return FrameResult(frame.source, frame.index, frame.timestamp_s, None, None, Status.BAD_FRAME, 0.0)
-        found = self.fit(self.edges(image), image.shape[:2])
+        found = self.fit(self.edges(image), image.shape[:2], self._pre.last_gray)
         latency_ms = (time.perf_counter() - t0) * 1e3
         return FrameResult(frame.source, frame.index, frame.timestamp_s, found.iris, found.pupil, found.status,
                            latency_ms)

@@ -60,10 +60,12 @@ class Preprocessor:
         h, w = input_hw
         self._small = np.empty((h, w), dtype=np.float32)
         self._batch = np.empty((1, h, w, 1), dtype=np.float32)
+        self.last_gray: np.ndarray | None = None
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """(H, W[, 3]) uint8/uint16 image -> (1, h, w, 1) float32 view of the reused input buffer."""
         gray = to_gray(image)
+        self.last_gray = gray  # the fitting stage refines boundaries on it (no copy)
         h, w = self.input_hw
         small = cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA)
         np.multiply(small, unit_scale(gray.dtype), out=self._small, casting="unsafe")

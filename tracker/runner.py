@@ -29,7 +29,7 @@ from tracker.structures import Ellipse, Frame, FrameResult, Status
 
 PIPELINED_BY_DEFAULT = True
 RECORDED_DEPTH = 4  # edge maps in flight for recorded media: absorbs jitter between inference and fitting
-LIVE_DEPTH = 2  # live: one edge map being fitted, one being inferred or waiting in a length-1 queue
+LIVE_DEPTH = 2  # live: one frame being fitted and written, one being inferred or waiting in a length-1 queue
 INFERENCE_THREAD_NAME = "iristrack inference"
 _POLL_S = 0.05  # how often blocked stages look at the stop flag
 _JOIN_TIMEOUT_S = 5.0
@@ -94,6 +94,7 @@ class _Inferred:
     frame: Frame
     slot: int | None
     started_s: float  # perf_counter when the inference stage took the frame
+    gray: np.ndarray | None = None  # (H, W) gray frame behind the edge map: the fit refines boundaries on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,11 +203,15 @@ def _run_pipelined(source, tracker: Tracker, record: Callable[[Frame, FrameResul
             if item.slot is None:
                 result = FrameResult(frame.source, frame.index, frame.timestamp_s, None, None, Status.BAD_FRAME, 0.0)
             else:
-                found = tracker.fit(ring[item.slot], frame.image.shape[:2])
-                free.put(item.slot)  # the edge map is consumed: inference may reuse the slot during output
+                found = tracker.fit(ring[item.slot], frame.image.shape[:2], item.gray)
+                if not source.is_live:
+                    free.put(item.slot)  # throughput: inference may reuse the slot while this frame is written
                 result = FrameResult(frame.source, frame.index, frame.timestamp_s, found.iris, found.pupil,
                                      found.status, (time.perf_counter() - item.started_s) * 1e3)
-            if record(frame, result):
+            done = record(frame, result)
+            if source.is_live and item.slot is not None:
+                free.put(item.slot)  # latency: the next live frame is taken only now, so it is as fresh as can be
+            if done:
                 return
     finally:
         stop.set()
@@ -238,7 +243,7 @@ def _infer_loop(source, tracker: Tracker, ring: np.ndarray, free: queue.Queue, r
                 item = _Inferred(frame, None, started_s)
             else:
                 np.copyto(ring[slot], tracker.edges(image))  # edges() returns a buffer the next call overwrites
-                item = _Inferred(frame, slot, started_s)
+                item = _Inferred(frame, slot, started_s, tracker.last_gray)  # a new array per frame, not reused
             if not _put(ready, item, stop):
                 return
             taken += 1
