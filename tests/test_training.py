@@ -104,6 +104,10 @@ def test_tiny_training_run_learns_and_exports(tmp_path):
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
     assert summary["test"]["limbus"]["f"] > 0.4
 
+    cfg.epochs += 1  # --resume continues from the last checkpoint with the same split
+    train(cfg, resume=True)
+    assert [h["epoch"] for h in json.loads((tmp_path / "run" / "history.json").read_text())] == list(range(1, 8))
+
     card = export_run(tmp_path / "run", tmp_path / "engine")
     assert card["export"]["parity_max_abs_diff"] <= 1e-4
     assert card["input"]["shape"] == [1, 64, 64, 1]

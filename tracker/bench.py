@@ -1,5 +1,4 @@
-"""`iristrack bench`: per-stage latency, end-to-end frames per second (sequential and pipelined), live latency,
-the classical baseline, resized sources and a memory soak."""
+"""`iristrack bench`: stage latency, end-to-end speed (sequential and pipelined), live latency, baseline, memory."""
 
 from __future__ import annotations
 
@@ -271,8 +270,9 @@ def format_bench(r: dict) -> str:
     lines.append(f"end to end (decode, inference, fit, JSONL output): sequential {e2e['sequential']['fps']:.1f} "
                  f"frames/s, pipelined {e2e['pipelined']['fps']:.1f} frames/s ({r['pipelined_speedup']:.2f}x)")
     b = r["baseline"]
-    lines.append(f"classical baseline: {b['per_frame']['median_ms']:.3f} ms median per frame ({b['fps']:.0f} frames/s); "
-                 f"tracker ({r['mode']}) / baseline speed: {r['speed_ratio_vs_baseline']:.2f}x")
+    lines.append(f"classical baseline: {b['per_frame']['median_ms']:.3f} ms median per frame "
+                 f"({b['fps']:.0f} frames/s); tracker ({r['mode']}) / baseline speed: "
+                 f"{r['speed_ratio_vs_baseline']:.2f}x")
     for mode, rt in (r.get("realtime") or {}).items():
         lat = rt["frame_to_result_latency"]
         lines.append(f"realtime replay at {rt['input_fps']:.0f} fps, {mode}: frame-to-result latency median "

@@ -70,7 +70,7 @@ def load_tracker(model: str | None, backend: str, config, quiet: bool = False):
 @click.option("--fps", "camera_fps", type=float, default=None, help="camera frame rate")
 @click.option("--exposure", type=float, default=None, help="camera exposure (driver units)")
 @click.option("--pipelined/--sequential", default=None,
-              help="overlap decoding, inference and fitting, or one frame at a time  [default: pipelined]")
+              help="overlap decoding, inference and fitting, or one frame at a time  [default: sequential]")
 @click.option("--quiet", is_flag=True, help="no progress bar or summary")
 def run(source, model, backend, jsonl, csv_path, video_out, show, shape, threshold, no_smooth, realtime, max_frames,
         width, height, camera_fps, exposure, pipelined, quiet) -> None:
@@ -202,14 +202,14 @@ def _split_subjects(path: str, split_name: str) -> set[str]:
 @click.option("--max-frames", type=int, default=2000, show_default=True)
 @click.option("--realtime", is_flag=True, help="also replay at the source's frame rate: latency and drops")
 @click.option("--pipelined/--sequential", default=None,
-              help="mode for the headline figure and the soak (both are always measured)  [default: pipelined]")
+              help="mode for the headline figure and the soak (both are always measured)  [default: sequential]")
 @click.option("--resize", "resize", default=None, metavar="WxH",
               help="bench a resized copy of SOURCE (e.g. 640x480), written to a temporary folder")
 @click.option("--soak", "soak_frames", type=click.IntRange(min=1), default=None, metavar="N",
               help="also process N frames (looping SOURCE) and report resident memory growth")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def bench(source, model, backend, max_frames, realtime, pipelined, resize, soak_frames, as_json) -> None:
-    """Measure per-stage latency, end-to-end frames per second and the classical baseline on SOURCE (default: demo clip)."""
+    """Measure stage latency, end-to-end frames per second and the classical baseline on SOURCE (default: demo clip)."""
     from tracker.bench import format_bench, run_bench
 
     resize_wh = _parse_wh(resize) if resize else None
