@@ -57,10 +57,10 @@ def ridge_points(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
     ys += 1
     xs += 1
     c = prob[ys, xs]
-    l, r = prob[ys, xs - 1], prob[ys, xs + 1]
+    left, r = prob[ys, xs - 1], prob[ys, xs + 1]
     u, d = prob[ys - 1, xs], prob[ys + 1, xs]
-    gx, gy = (r - l) * 0.5, (d - u) * 0.5
-    hxx, hyy = r - 2 * c + l, d - 2 * c + u
+    gx, gy = (r - left) * 0.5, (d - u) * 0.5
+    hxx, hyy = r - 2 * c + left, d - 2 * c + u
     hxy = (prob[ys + 1, xs + 1] - prob[ys + 1, xs - 1] - prob[ys - 1, xs + 1] + prob[ys - 1, xs - 1]) * 0.25
     # Normal = eigenvector of the most negative Hessian eigenvalue (largest curvature across the ridge).
     half_trace, det_term = (hxx + hyy) * 0.5, np.sqrt(((hxx - hyy) * 0.5) ** 2 + hxy**2)
@@ -106,7 +106,8 @@ def fit_boundary(prob: np.ndarray, frame_hw: tuple[int, int], config: FitConfig)
     if e.axis_ratio < config.min_axis_ratio or e.semi_minor < config.min_semi_axis_model_px * px_per_model:
         return None
     # The ellipse's centre may leave the frame (close-ups), but not by more than its own size.
-    if not (-e.semi_major <= e.cx <= frame_hw[1] + e.semi_major and -e.semi_major <= e.cy <= frame_hw[0] + e.semi_major):
+    margin = e.semi_major
+    if not (-margin <= e.cx <= frame_hw[1] + margin and -margin <= e.cy <= frame_hw[0] + margin):
         return None
     confidence = _confidence(fit, peaks)
     return Boundary(e, confidence) if confidence >= config.min_confidence else None

@@ -19,7 +19,8 @@ def _need_tensorflow() -> None:
 
 
 @main.command()
-@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), help="images/ + masks/ or a folder with index.csv")
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False),
+              help="images/ + masks/ or a folder with index.csv")
 @click.option("--synthetic", default=0, show_default=True, help="number of synthetic eyes to add to the training set")
 @click.option("--epochs", default=40, show_default=True)
 @click.option("--batch-size", default=16, show_default=True)
@@ -28,7 +29,8 @@ def _need_tensorflow() -> None:
               help="balanced = class-balanced BCE + Dice; bce = the naive setup")
 @click.option("--base-filters", default=8, show_default=True)
 @click.option("--depth", default=4, show_default=True)
-@click.option("--patience", default=8, show_default=True, help="early stopping after this many epochs without a better val F")
+@click.option("--patience", default=8, show_default=True,
+              help="early stopping after this many epochs without a better validation F")
 @click.option("--limit", type=int, default=None, help="use at most this many real images")
 @click.option("--steps-per-epoch", type=int, default=None)
 @click.option("--seed", default=0, show_default=True)
@@ -37,13 +39,14 @@ def _need_tensorflow() -> None:
 def train(resume: bool, **options) -> None:
     """Train the edge U-Net; writes checkpoints, TensorBoard logs, history, curves.png and metrics.json to --out."""
     _need_tensorflow()
-    from training.train import TrainConfig, train as run_training
+    from training.train import TrainConfig
+    from training.train import train as run_training
 
     if not options["data_dir"] and not options["synthetic"]:
         raise TrackerError("give --data DIR, --synthetic N, or both")
     cfg = TrainConfig(command="iristrack " + shlex.join(sys.argv[1:]), **options)
     try:
-        summary = run_training(cfg, resume=resume)
+        summary = run_training(cfg, resume=resume, log=click.echo)
     except (FileNotFoundError, ValueError) as exc:
         raise TrackerError(str(exc)) from None
     click.echo(f"best validation mean F {summary['best_val_mean_f']:.4f}; test: {summary['test']}")

@@ -1,4 +1,4 @@
-"""Training run: data -> split by subject -> U-Net fit with per-epoch edge F -> checkpoints, logs, curves, test metrics."""
+"""Training run: data -> split by subject -> U-Net fit with per-epoch edge F -> checkpoints, logs, curves, metrics."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -153,7 +154,7 @@ def _plot_curves(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> dict:
+def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = lambda message: None) -> dict:
     """Run (or resume) training into cfg.out_dir; returns the final summary (also written to metrics.json)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -189,7 +190,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=LOSSES[cfg.loss])
     start_epoch = len(history)
     best_f = max((h["val_mean_f"] for h in history), default=-1.0)
-    since_best = 0 if not history else start_epoch - 1 - max(range(len(history)), key=lambda i: history[i]["val_mean_f"])
+    best_epoch = max(range(len(history)), key=lambda i: history[i]["val_mean_f"]) if history else 0
+    since_best = start_epoch - 1 - best_epoch if history else 0
 
     class Dataset(keras.utils.PyDataset):
         def __len__(self):
@@ -205,7 +207,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         if cfg.verbose:
-            print(f"epoch {epoch + 1}/{cfg.epochs}")
+            log(f"epoch {epoch + 1}/{cfg.epochs}")
         fit = model.fit(Dataset(), epochs=1, verbose=cfg.verbose)
         probs = model.predict(x_val, batch_size=32, verbose=0)
         scores = score_edges(probs, gt_val)
@@ -228,11 +230,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         (run / "history.json").write_text(json.dumps(history, indent=1))
         _plot_curves(history, run / "curves.png")
         if cfg.verbose:
-            print("  " + "  ".join(f"{k} {v:.4f}" for k, v in entry.items() if k.startswith("val_") and k.endswith("_f"))
-                  + f"  ({entry['seconds']:.0f} s)")
+            scores = (f"{k} {v:.4f}" for k, v in entry.items() if k.startswith("val_") and k.endswith("_f"))
+            log("  " + "  ".join(scores) + f"  ({entry['seconds']:.0f} s)")
         if since_best >= cfg.patience:
             if cfg.verbose:
-                print(f"early stop: no better validation F for {cfg.patience} epochs")
+                log(f"early stop: no better validation F for {cfg.patience} epochs")
             break
 
     model = keras.models.load_model(best_path, compile=False)

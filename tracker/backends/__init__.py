@@ -1,0 +1,1 @@
+"""Inference backends behind one protocol: ONNX Runtime, OpenVINO (CPU) and TensorRT (NVIDIA GPUs)."""
