@@ -34,9 +34,17 @@ def _tracker_config(shape: str, threshold: float, smooth: bool):
     return TrackerConfig(fit=FitConfig(threshold=threshold, shape=shape), smooth=smooth)
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value):
+    ctx.meta[f"iristrack.{param.name}"] = value
+    return value
+
+
 def _backend_options(f):
+    f = click.option("--no-rebuild", is_flag=True, expose_value=False, callback=_remember,
+                     help="TensorRT: fail (and say how to rebuild) instead of rebuilding a stale engine")(f)
     f = click.option("--backend", type=click.Choice(["auto", "cpu", "openvino", "onnxruntime", "tensorrt"]),
-                     default="auto", show_default=True, help="inference engine; auto prefers TensorRT, then OpenVINO")(f)
+                     default="auto", show_default=True,
+                     help="inference engine; auto prefers TensorRT, then OpenVINO, then ONNX Runtime")(f)
     f = click.option("--model", type=click.Path(dir_okay=False), default=None,
                      help="ONNX model (default: the shipped engines/default/model.onnx)")(f)
     return f
@@ -47,7 +55,8 @@ def load_tracker(model: str | None, backend: str, config, quiet: bool = False):
     from tracker.backends.select import load_backend
     from tracker.pipeline import Tracker
 
-    loaded, notice = load_backend(Path(model) if model else None, backend)
+    rebuild = not click.get_current_context().meta.get("iristrack.no_rebuild", False)
+    loaded, notice = load_backend(Path(model) if model else None, backend, rebuild=rebuild)
     if not quiet:
         click.echo(notice, err=True)
     return Tracker(loaded, config)

@@ -9,6 +9,12 @@ import numpy as np
 from tracker.errors import ModelError
 
 
+def _first_line(exc: Exception) -> str:
+    """The most informative single line of a (possibly multi-line, source-location-prefixed) exception text."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.strip().startswith("Exception from")]
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
 class OpenVinoBackend:
     """One compiled model and one infer request per batch size, created once and reused."""
 
@@ -22,10 +28,20 @@ class OpenVinoBackend:
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         try:
+            # Parse with the onnx package first: OpenVINO's reader tries every frontend on a bad file, logging
+            # native noise, and its message names only its own source line.
+            import onnx
+
+            onnx.checker.check_model(str(model_path))
+        except ImportError:
+            pass
+        except Exception as exc:
+            raise ModelError(f"{model_path} is not a valid ONNX model ({_first_line(exc)})") from None
+        try:
             model = core.read_model(str(model_path))
             self._compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with long multi-line texts
-            raise ModelError(f"cannot load ONNX model {model_path}: {str(exc).splitlines()[0]}") from None
+            raise ModelError(f"cannot load ONNX model {model_path}: {_first_line(exc)}") from None
         shape = self._compiled.input(0).get_partial_shape()
         if shape.rank.get_length() != 4 or not all(shape[i].is_static for i in (1, 2)):
             raise ModelError(f"{model_path}: expected a static (N, H, W, 1) input, found {shape}")
