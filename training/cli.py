@@ -27,6 +27,8 @@ def _need_tensorflow() -> None:
 @click.option("--lr", "learning_rate", default=3e-3, show_default=True)
 @click.option("--loss", type=click.Choice(["balanced", "bce", "hed", "dice"]), default="balanced", show_default=True,
               help="balanced = class-balanced BCE + Dice; bce = the naive setup")
+@click.option("--labels", type=click.Choice(["soft", "thin"]), default="soft", show_default=True,
+              help="soft = 3-px ridges; thin = 1-px curves, as Canny on a mask gives (the naive setup)")
 @click.option("--base-filters", default=8, show_default=True)
 @click.option("--depth", default=4, show_default=True)
 @click.option("--patience", default=8, show_default=True,

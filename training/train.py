@@ -37,6 +37,7 @@ class TrainConfig:
     batch_size: int = 16
     learning_rate: float = 3e-3
     loss: str = "balanced"
+    labels: str = "soft"  # "soft": 3-px Gaussian ridges; "thin": 1-px curves, as Canny on a mask gives (the naive setup)
     base_filters: int = 8
     depth: int = 4
     input_hw: tuple[int, int] = INPUT_HW
@@ -57,6 +58,7 @@ class _Batches:
         self.rng = np.random.default_rng(cfg.seed)
         self.order = self.rng.permutation(len(samples))
         self.aug = AugmentConfig()
+        self.label_fn = soft_edge_labels if cfg.labels == "soft" else _thin_float_labels
 
     def __len__(self) -> int:
         return self.cfg.steps_per_epoch or max(1, len(self.samples) // self.cfg.batch_size)
@@ -67,12 +69,16 @@ class _Batches:
         y = np.empty((self.cfg.batch_size, h, w, len(CHANNELS)), np.float32)
         for i in range(self.cfg.batch_size):
             s = self.samples[self.order[(index * self.cfg.batch_size + i) % len(self.samples)]]
-            img, y[i] = augment(s.image, s.arcs, self.rng, self.aug, soft_edge_labels)
+            img, y[i] = augment(s.image, s.arcs, self.rng, self.aug, self.label_fn)
             standardise(img, out=x[i, :, :, 0])
         return x, y
 
     def reshuffle(self) -> None:
         self.order = self.rng.permutation(len(self.samples))
+
+
+def _thin_float_labels(arcs, hw: tuple[int, int]) -> np.ndarray:
+    return thin_edge_labels(arcs, hw).astype(np.float32)
 
 
 def model_inputs(samples: list[EdgeSample]) -> np.ndarray:
