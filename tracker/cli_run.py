@@ -125,13 +125,24 @@ def run(source, model, backend, jsonl, csv_path, video_out, show, shape, thresho
             outputs.append(window)
         sink = stack.enter_context(sinks.MultiSink(outputs))
         truth = runner.read_truth_csv(truth_path) if truth_path else None
+        events = runner.read_truth_events(truth_path) if truth_path else {}
         iris_cmp, pupil_cmp = runner.TruthComparison(), runner.TruthComparison()
+        # Jitter: frame-to-frame centre change; against a truth, of the centre *error* during fixations.
+        jitter = {"iris": runner.Jitter(), "pupil": runner.Jitter()}
 
         def compare(result):
+            truths = truth.get(result.frame_index, (None, None)) if truth is not None else (None, None)
+            for name, found, gt in (("iris", result.iris, truths[0]), ("pupil", result.pupil, truths[1])):
+                unscored = truth is not None and (gt is None or events.get(result.frame_index) != "fixation")
+                if found is None or unscored:
+                    jitter[name].add(result.frame_index, None)
+                elif truth is not None:
+                    jitter[name].add(result.frame_index, found.ellipse.cx - gt.cx, found.ellipse.cy - gt.cy)
+                else:
+                    jitter[name].add(result.frame_index, found.ellipse.cx, found.ellipse.cy)
             if truth is not None and result.frame_index in truth:
-                t_iris, t_pupil = truth[result.frame_index]
-                iris_cmp.add(t_iris, result.iris.ellipse if result.iris else None)
-                pupil_cmp.add(t_pupil, result.pupil.ellipse if result.pupil else None)
+                iris_cmp.add(truths[0], result.iris.ellipse if result.iris else None)
+                pupil_cmp.add(truths[1], result.pupil.ellipse if result.pupil else None)
 
         # The loop also stops when the window asks (q/Esc or closed): MultiSink passes on wants_quit.
         summary = runner.run(src, tracker, sink, pipelined=pipelined, progress=not quiet, max_frames=max_frames,
@@ -147,6 +158,9 @@ def run(source, model, backend, jsonl, csv_path, video_out, show, shape, thresho
     if truth is not None:
         click.echo("against the clip's ground truth: " + iris_cmp.line("iris"))
         click.echo("against the clip's ground truth: " + pupil_cmp.line("pupil"))
+    what = "centre error change during fixations" if truth is not None else "centre change between frames"
+    for name, meter in jitter.items():
+        click.echo(f"{name} jitter ({what}): {meter.summary()}")
     if summary.dropped_frames:
         click.echo(f"dropped {summary.dropped_frames} stale frames (live source)")
     if summary.interrupted:

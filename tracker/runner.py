@@ -286,6 +286,36 @@ def read_truth_csv(path: str | Path) -> dict[int, tuple[Ellipse | None, Ellipse 
     return truth
 
 
+def read_truth_events(path: str | Path) -> dict[int, str]:
+    """Synthetic clip ground truth -> {frame: event} (fixation, saccade, pursuit, blink)."""
+    with open(path, newline="") as f:
+        return {int(row["frame"]): row["event"] for row in csv.DictReader(f)}
+
+
+@dataclass
+class Jitter:
+    """Frame-to-frame change of a centre (or of its error against the truth) over consecutive frames."""
+
+    steps_px: list[float] = field(default_factory=list)
+    _last: tuple[int, float, float] | None = None
+
+    def add(self, frame_index: int, dx: float | None, dy: float | None = None) -> None:
+        """Feed one frame's centre (or error vector); None breaks the run."""
+        if dx is None:
+            self._last = None
+            return
+        if self._last is not None and self._last[0] == frame_index - 1:
+            self.steps_px.append(math.hypot(dx - self._last[1], dy - self._last[2]))
+        self._last = (frame_index, dx, dy)
+
+    def summary(self) -> str:
+        """'median X px, p95 Y px over N steps' or 'n/a'."""
+        if not self.steps_px:
+            return "n/a"
+        a = np.asarray(self.steps_px)
+        return f"median {np.median(a):.3f} px, p95 {np.percentile(a, 95):.3f} px over {len(a)} frame pairs"
+
+
 @dataclass
 class TruthComparison:
     """Centre errors of one boundary against a clip's ground truth (frames where the truth has that boundary)."""
