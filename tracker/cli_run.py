@@ -27,11 +27,15 @@ def _demo_clip(folder: Path) -> tuple[Path, Path]:
     return video, truth
 
 
+REFINE_CHOICES = {"pupil": ("pupil",), "both": ("limbus", "pupil"), "none": ()}
+
+
 def _tracker_config(shape: str, threshold: float, smooth: bool):
     from tracker.fitting import FitConfig
     from tracker.pipeline import TrackerConfig
 
-    return TrackerConfig(fit=FitConfig(threshold=threshold, shape=shape), smooth=smooth)
+    refine = REFINE_CHOICES[click.get_current_context().meta.get("iristrack.refine") or "pupil"]
+    return TrackerConfig(fit=FitConfig(threshold=threshold, shape=shape, refine=refine), smooth=smooth)
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value):
@@ -40,6 +44,9 @@ def _remember(ctx: click.Context, param: click.Parameter, value):
 
 
 def _backend_options(f):
+    f = click.option("--refine", type=click.Choice(list(REFINE_CHOICES)), default="pupil", show_default=True,
+                     expose_value=False, callback=_remember,
+                     help="boundaries moved onto the full-resolution image edge after the fit")(f)
     f = click.option("--no-rebuild", is_flag=True, expose_value=False, callback=_remember,
                      help="TensorRT: fail (and say how to rebuild) instead of rebuilding a stale engine")(f)
     f = click.option("--backend", type=click.Choice(["auto", "cpu", "openvino", "onnxruntime", "tensorrt"]),
