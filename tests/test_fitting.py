@@ -116,3 +116,28 @@ def test_smoother_reduces_jitter_but_does_not_lag_after_a_saccade():
     assert abs(out.ellipse.cx - 120) < 1e-9
     assert smoother.update(None) is None
     smoother.reset()
+
+
+REFINED_CENTER_TOL_PX = 0.5
+
+
+def test_refinement_moves_the_pupil_onto_the_image_edge():
+    from tracker.synthetic import random_eye_params, render_eye
+
+    rng = np.random.default_rng(21)
+    errors = []
+    for _ in range(40):
+        image, truth = render_eye(random_eye_params(rng, (320, 240)), (320, 240))
+        inside = 0 < truth.pupil.cx < 320 and 0 < truth.pupil.cy < 240
+        if truth.pupil_visible_fraction < 0.9 or truth.pupil.semi_minor < 12 or not inside:
+            continue
+        m = frame_to_model_affine(image.shape[:2], INPUT_HW)
+        # The network is off by ~2 frame pixels; the image has the true edge.
+        shifted = [truth.pupil.points(360) @ m[:, :2].T + m[:, 2] + np.array([0.6, -0.5])]
+        edges = soft_edge_labels(([], shifted), INPUT_HW)
+        plain = fit_eye(edges, image.shape[:2]).pupil.ellipse
+        refined = fit_eye(edges, image.shape[:2], FitConfig(), image).pupil.ellipse
+        assert math.hypot(plain.cx - truth.pupil.cx, plain.cy - truth.pupil.cy) > 1.0
+        errors.append(math.hypot(refined.cx - truth.pupil.cx, refined.cy - truth.pupil.cy))
+    assert len(errors) >= 6
+    assert np.median(errors) < REFINED_CENTER_TOL_PX, errors

@@ -144,12 +144,19 @@ def refine_on_image(gray: np.ndarray, e: Ellipse, visible_prob: np.ndarray, conf
         return None
     foot, normal = foot[seen], normal[seen]
     step = 0.5
-    reach = config.refine_search_model_px * px_per_model
+    # Small pupils: never search past a third of the radius, or the far side of a glint becomes the edge.
+    reach = min(config.refine_search_model_px * px_per_model, e.semi_minor / 3)
     offsets = np.arange(-reach, reach + step / 2, step, dtype=np.float32)
     map_x = (foot[:, 0:1] + normal[:, 0:1] * offsets).astype(np.float32)
     map_y = (foot[:, 1:2] + normal[:, 1:2] * offsets).astype(np.float32)
+    # A normal that leaves the frame would see the border, not the boundary.
+    inside = (map_x.min(1) >= 0) & (map_x.max(1) <= w - 1) & (map_y.min(1) >= 0) & (map_y.max(1) <= h - 1)
+    if inside.sum() < config.min_points:
+        return None
+    foot, normal, map_x, map_y = foot[inside], normal[inside], map_x[inside], map_y[inside]
     profile = cv2.remap(gray, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-    slope = profile[:, 2:] - profile[:, :-2]  # central difference, dark inside -> bright outside is positive
+    # Difference over +-1 px (not adjacent samples): sensor noise would otherwise pick the peak.
+    slope = profile[:, 4:] - profile[:, :-4]  # dark inside -> bright outside is positive
     k = np.argmax(slope, axis=1)
     inner = (k > 0) & (k < slope.shape[1] - 1)
     rows = np.flatnonzero(inner)
@@ -159,7 +166,7 @@ def refine_on_image(gray: np.ndarray, e: Ellipse, visible_prob: np.ndarray, conf
     y0, y1, y2 = slope[rows, kk - 1], slope[rows, kk], slope[rows, kk + 1]
     denom = y0 - 2 * y1 + y2
     sub = np.where(denom < 0, 0.5 * (y0 - y2) / np.where(denom < 0, denom, -1), 0.0)
-    along = offsets[kk + 1] + sub * step  # slope index i is centred on offsets[i + 1]
+    along = offsets[kk + 2] + sub * step  # slope index i is centred on offsets[i + 2]
     strong = y1 > 0.25 * np.median(y1[y1 > 0]) if (y1 > 0).any() else np.zeros_like(y1, bool)
     xy = foot[rows] + normal[rows] * along[:, None]
     xy = xy[strong]
@@ -167,7 +174,7 @@ def refine_on_image(gray: np.ndarray, e: Ellipse, visible_prob: np.ndarray, conf
         return None
     fit = fit_ellipse_robust(xy, inlier_tol_px=max(0.75, 0.3 * px_per_model), iterations=48,
                              min_points=config.min_points)
-    if fit is None or fit.inlier_fraction < 0.5:
+    if fit is None or fit.inlier_fraction < 0.7:
         return None
     moved = np.hypot(fit.ellipse.cx - e.cx, fit.ellipse.cy - e.cy)
     # The image edge must confirm the network's boundary, not replace it with another one.
