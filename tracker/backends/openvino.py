@@ -36,7 +36,8 @@ class OpenVinoBackend:
         except ImportError:
             pass
         except Exception as exc:
-            raise ModelError(f"{model_path} is not a valid ONNX model ({_first_line(exc)})") from None
+            reason = "not a valid ONNX file" if "parse" in str(exc).lower() else _first_line(exc)
+            raise ModelError(f"cannot load ONNX model {model_path}: {reason}") from None
         try:
             model = core.read_model(str(model_path))
             self._compiled = core.compile_model(model, "CPU", config)
