@@ -65,3 +65,27 @@ def export(run_dir: str, out_dir: str) -> None:
     card = export_run(run_dir, out_dir)
     click.echo(f"wrote {out_dir}/model.onnx ({card['onnx']['bytes'] / 1e6:.2f} MB), parity max abs diff "
                f"{card['export']['parity_max_abs_diff']:.2e}")
+
+
+@main.command(name="edge-eval")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def edge_eval(run_dirs, split, as_json) -> None:
+    """Edge F (ODS, 2 px tolerance), F at threshold 0.5 and peak probability of runs' best checkpoints on a split."""
+    _need_tensorflow()
+    import json
+
+    from training.train import evaluate_run
+
+    results = [evaluate_run(r, split) for r in run_dirs]
+    if as_json:
+        click.echo(json.dumps(results))
+        return
+    click.echo("| run | loss | labels | channel | ODS F | precision | recall | threshold | F at 0.5 | median peak p |")
+    click.echo("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        for name, s in r["channels"].items():
+            click.echo(f"| {r['run']} | {r['loss']} | {r['labels']} | {name} | {s['f']:.3f} | {s['precision']:.3f} | "
+                       f"{s['recall']:.3f} | {s['threshold']:.2f} | {s['f_at_0.5']:.3f} | "
+                       f"{s['median_peak_probability']:.2f} |")

@@ -80,6 +80,14 @@ def ods_score(counts: np.ndarray, thresholds: np.ndarray = THRESHOLDS) -> EdgeSc
     return EdgeScore(float(f[best]), float(precision[best]), float(recall[best]), float(thresholds[best]))
 
 
+def f_at(counts: np.ndarray, threshold: float, thresholds: np.ndarray = THRESHOLDS) -> float:
+    """F at one fixed threshold (what a runtime with that threshold sees), from (T, 4) counts."""
+    i = int(np.argmin(np.abs(thresholds - threshold)))
+    p = counts[i, 0] / max(counts[i, 1], 1)
+    r = counts[i, 2] / max(counts[i, 3], 1)
+    return float(2 * p * r / max(p + r, 1e-12))
+
+
 def score_edges(probs: np.ndarray, gts: np.ndarray, thresholds: np.ndarray = THRESHOLDS) -> list[EdgeScore]:
     """(N, H, W, C) probabilities and (N, H, W, C) bool edges -> one ODS EdgeScore per channel."""
     scores = []

@@ -23,7 +23,7 @@ from training.data import (
     write_split,
 )
 from training.labels import soft_edge_labels, thin_edge_labels
-from training.metrics import score_edges
+from training.metrics import edge_counts, f_at, ods_score, score_edges
 
 
 @dataclass
@@ -95,10 +95,29 @@ def edge_ground_truth(samples: list[EdgeSample]) -> np.ndarray:
 
 
 def evaluate_edges(model, samples: list[EdgeSample]) -> dict[str, dict]:
-    """ODS edge scores per channel of `model` on `samples` (no augmentation)."""
+    """Per channel of `model` on `samples` (no augmentation): ODS scores, F at 0.5, median peak probability."""
     probs = model.predict(model_inputs(samples), batch_size=32, verbose=0)
-    scores = score_edges(probs, edge_ground_truth(samples))
-    return {name: s.to_dict() for name, s in zip(CHANNELS, scores, strict=True)}
+    gts = edge_ground_truth(samples)
+    out = {}
+    for c, name in enumerate(CHANNELS):
+        counts = sum(edge_counts(probs[i, :, :, c], gts[i, :, :, c]) for i in range(len(samples)))
+        out[name] = {**ods_score(counts).to_dict(), "f_at_0.5": round(f_at(counts, 0.5), 4),
+                     "median_peak_probability": round(float(np.median(probs[..., c].max(axis=(1, 2)))), 4)}
+    return out
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test") -> dict:
+    """Score a run's best checkpoint on one split of its recorded subject split (real images only)."""
+    import keras
+
+    run = Path(run_dir)
+    cfg = json.loads((run / "config.json").read_text())
+    subjects = set(json.loads((run / "split.json").read_text())["subjects"][split])
+    records = [r for r in find_records(Path(cfg["data_dir"])) if r.subject in subjects]
+    samples = load_samples(records, tuple(cfg["input_hw"]), cache_dir=label_cache_dir())
+    model = keras.models.load_model(run / "checkpoints" / "best.keras", compile=False)
+    return {"run": str(run), "loss": cfg["loss"], "labels": cfg.get("labels", "soft"), "split": split,
+            "images": len(samples), "channels": evaluate_edges(model, samples)}
 
 
 def label_cache_dir() -> Path:
