@@ -37,7 +37,7 @@ class TrainConfig:
     batch_size: int = 16
     learning_rate: float = 3e-3
     loss: str = "balanced"
-    labels: str = "soft"  # "soft": 3-px Gaussian ridges; "thin": 1-px curves, as Canny on a mask gives (the naive setup)
+    labels: str = "soft"  # "soft": 3-px ridges; "thin": 1-px curves as Canny on a mask gives (the naive setup)
     base_filters: int = 8
     depth: int = 4
     input_hw: tuple[int, int] = INPUT_HW
