@@ -83,8 +83,9 @@ def test_run_image_folder_with_a_corrupt_image_reports_it_and_tracks_the_rest(tm
         cv2.imwrite(str(folder / f"f{i}.png"), np.full((48, 64), 40 * i, np.uint8))
     (folder / "f2.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     out = tmp_path / "r.jsonl"
-    proc = iristrack("run", "frames", "--model", str(SMOKE_MODEL), "--backend", "onnxruntime", "--out", str(out),
-                     cwd=tmp_path)
+    proc = iristrack(
+        "run", "frames", "--model", str(SMOKE_MODEL), "--backend", "onnxruntime", "--out", str(out), cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     reports = [line for line in proc.stderr.splitlines() if "f2.png" in line]
@@ -103,8 +104,9 @@ def test_run_modes_write_every_frame(tmp_path, mode):
         writer.write(np.full((48, 64, 3), 8 * i, np.uint8))
     writer.release()
     out = tmp_path / "r.jsonl"
-    proc = iristrack("run", "c.mp4", "--model", str(SMOKE_MODEL), "--backend", "onnxruntime", "--out", str(out),
-                     mode, cwd=tmp_path)
+    proc = iristrack(
+        "run", "c.mp4", "--model", str(SMOKE_MODEL), "--backend", "onnxruntime", "--out", str(out), mode, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert mode.strip("-") in proc.stdout
     assert [json.loads(line)["frame"] for line in out.read_text().splitlines()] == list(range(25))
@@ -123,8 +125,20 @@ def test_bench_resize_and_soak_report(tmp_path):
     for i in range(20):
         writer.write(np.full((48, 64, 3), 8 * i, np.uint8))
     writer.release()
-    proc = iristrack("bench", "c.mp4", "--model", str(SMOKE_MODEL), "--backend", "onnxruntime", "--resize", "96x80",
-                     "--soak", "50", "--json", cwd=tmp_path)
+    proc = iristrack(
+        "bench",
+        "c.mp4",
+        "--model",
+        str(SMOKE_MODEL),
+        "--backend",
+        "onnxruntime",
+        "--resize",
+        "96x80",
+        "--soak",
+        "50",
+        "--json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert r["frame_wh"] == [96, 80] and r["resized_to_wh"] == [96, 80]

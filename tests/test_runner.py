@@ -68,8 +68,13 @@ class RecordingTracker(Tracker):
 class ListSink:
     """Records the frame indices written; can fail, ask to quit, or send a signal at a given frame."""
 
-    def __init__(self, fail_at: int | None = None, quit_after: int | None = None, signal_at: int | None = None,
-                 delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        fail_at: int | None = None,
+        quit_after: int | None = None,
+        signal_at: int | None = None,
+        delay_s: float = 0.0,
+    ) -> None:
         self.indices: list[int] = []
         self.fail_at, self.quit_after, self.signal_at, self.delay_s = fail_at, quit_after, signal_at, delay_s
         self.closed = False
@@ -115,8 +120,11 @@ def write_video(path: Path, n: int, size_wh=(64, 48), fourcc: str = "mp4v", nois
 
 
 def live_threads() -> list[str]:
-    return [t.name for t in threading.enumerate()
-            if t.is_alive() and (t.name == runner.INFERENCE_THREAD_NAME or t.name.startswith("source "))]
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.is_alive() and (t.name == runner.INFERENCE_THREAD_NAME or t.name.startswith("source "))
+    ]
 
 
 @pytest.fixture(autouse=True)
@@ -152,8 +160,9 @@ def test_pipelined_and_sequential_write_the_same_results(tmp_path):
         out = tmp_path / f"{pipelined}.jsonl"
         with open_source(str(video)) as src, JsonlSink(out) as sink:
             runner.run(src, tracker, sink, pipelined=pipelined)
-        lines[pipelined] = [{k: v for k, v in json.loads(s).items() if k != "latency_ms"}
-                            for s in out.read_text().splitlines()]
+        lines[pipelined] = [
+            {k: v for k, v in json.loads(s).items() if k != "latency_ms"} for s in out.read_text().splitlines()
+        ]
     assert [d["frame"] for d in lines[True]] == list(range(40))
     assert lines[True] == lines[False]
 
@@ -286,8 +295,11 @@ def test_live_run_stops_promptly_when_the_camera_stalls():
 def test_sink_error_stops_the_run_and_sinks_are_closed(tmp_path, pipelined):
     video = write_video(tmp_path / "clip.mp4", 30)
     jsonl, failing = tmp_path / "out.jsonl", ListSink(fail_at=5)
-    with pytest.raises(OSError, match="disk full"), open_source(str(video)) as src, \
-            MultiSink([JsonlSink(jsonl), failing]) as sink:
+    with (
+        pytest.raises(OSError, match="disk full"),
+        open_source(str(video)) as src,
+        MultiSink([JsonlSink(jsonl), failing]) as sink,
+    ):
         runner.run(src, Tracker(StubBackend()), sink, pipelined=pipelined)
     assert failing.closed
     frames = [json.loads(line)["frame"] for line in jsonl.read_text().splitlines()]
@@ -298,8 +310,11 @@ def test_sink_error_stops_the_run_and_sinks_are_closed(tmp_path, pipelined):
 def test_inference_error_reaches_the_caller_with_earlier_frames_written(tmp_path, pipelined):
     video = write_video(tmp_path / "clip.mp4", 30)
     jsonl = tmp_path / "out.jsonl"
-    with pytest.raises(RuntimeError, match="inference failed at call 7"), open_source(str(video)) as src, \
-            JsonlSink(jsonl) as sink:
+    with (
+        pytest.raises(RuntimeError, match="inference failed at call 7"),
+        open_source(str(video)) as src,
+        JsonlSink(jsonl) as sink,
+    ):
         runner.run(src, Tracker(StubBackend(fail_at=7)), sink, pipelined=pipelined)
     frames = [json.loads(line)["frame"] for line in jsonl.read_text().splitlines()]
     assert frames == list(range(7))
@@ -331,9 +346,24 @@ def test_sigterm_to_iristrack_run_leaves_complete_outputs(tmp_path):
     video = write_video(tmp_path / "long.mp4", 3000)
     jsonl, mp4 = tmp_path / "x.jsonl", tmp_path / "x.mp4"
     proc = subprocess.Popen(
-        [str(IRISTRACK), "run", str(video), "--model", str(SMOKE_MODEL), "--backend", "onnxruntime",
-         "--out", str(jsonl), "--video-out", str(mp4), "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            str(IRISTRACK),
+            "run",
+            str(video),
+            "--model",
+            str(SMOKE_MODEL),
+            "--backend",
+            "onnxruntime",
+            "--out",
+            str(jsonl),
+            "--video-out",
+            str(mp4),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.perf_counter() + 60
         while time.perf_counter() < deadline and proc.poll() is None:

@@ -95,8 +95,19 @@ def test_tiny_training_run_learns_and_exports(tmp_path):
     from training.export import export_run
     from training.train import TrainConfig, train
 
-    cfg = TrainConfig(out_dir=str(tmp_path / "run"), synthetic=240, epochs=6, batch_size=8, base_filters=4, depth=3,
-                      input_hw=(64, 64), steps_per_epoch=25, patience=10, verbose=0, learning_rate=5e-3)
+    cfg = TrainConfig(
+        out_dir=str(tmp_path / "run"),
+        synthetic=240,
+        epochs=6,
+        batch_size=8,
+        base_filters=4,
+        depth=3,
+        input_hw=(64, 64),
+        steps_per_epoch=25,
+        patience=10,
+        verbose=0,
+        learning_rate=5e-3,
+    )
     summary = train(cfg)
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     first, best = history[0]["val_mean_f"], max(h["val_mean_f"] for h in history)

@@ -36,8 +36,11 @@ class Stats:
         if not self.samples_ms:
             return {"median_ms": float("nan"), "p99_ms": float("nan"), "mean_ms": float("nan")}
         a = np.asarray(self.samples_ms)
-        return {"median_ms": round(float(np.median(a)), 4), "p99_ms": round(float(np.percentile(a, 99)), 4),
-                "mean_ms": round(float(a.mean()), 4)}
+        return {
+            "median_ms": round(float(np.median(a)), 4),
+            "p99_ms": round(float(np.percentile(a, 99)), 4),
+            "mean_ms": round(float(a.mean()), 4),
+        }
 
 
 def rss_mb() -> float:
@@ -78,8 +81,13 @@ def write_resized_copy(spec: str, size_wh: tuple[int, int], folder: Path, max_fr
     with open_source(spec) as source:
         for frame in source:
             if writer is None:
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*RESIZED_FOURCC), source.fps or 30.0,
-                                         (w, h), frame.image.ndim == 3)
+                writer = cv2.VideoWriter(
+                    str(path),
+                    cv2.VideoWriter_fourcc(*RESIZED_FOURCC),
+                    source.fps or 30.0,
+                    (w, h),
+                    frame.image.ndim == 3,
+                )
                 if not writer.isOpened():
                     raise TrackerError(f"cannot write a resized copy {path} ({w}x{h}, {RESIZED_FOURCC})")
             image = frame.image if frame.image.dtype == np.uint8 else cv2.convertScaleAbs(frame.image, alpha=1 / 257)
@@ -170,8 +178,12 @@ def bench_realtime(tracker: Tracker, spec: str, out_dir: Path, max_frames: int, 
     with open_source(spec, realtime=True) as source, JsonlSink(out_dir / "realtime.jsonl") as sink:
         summary = run(source, tracker, sink, max_frames=max_frames, pipelined=pipelined, on_result=on_result)
         fps = source.fps
-    return {"input_fps": fps, "frames_processed": summary.frames, "dropped_frames": summary.dropped_frames,
-            "frame_to_result_latency": latency.summary()}
+    return {
+        "input_fps": fps,
+        "frames_processed": summary.frames,
+        "dropped_frames": summary.dropped_frames,
+        "frame_to_result_latency": latency.summary(),
+    }
 
 
 def bench_soak(tracker: Tracker, spec: str, out_dir: Path, frames: int, pipelined: bool) -> dict:
@@ -191,9 +203,14 @@ def bench_soak(tracker: Tracker, spec: str, out_dir: Path, frames: int, pipeline
         summary = run(source, tracker, sink, pipelined=pipelined, on_result=on_result)
     end = rss_mb()
     after = at_warmup[0] if at_warmup else start
-    return {"frames": summary.frames, "warmup_frames": warmup, "fps": round(summary.fps, 1),
-            "rss_mb": {"start": round(start, 1), "after_warmup": round(after, 1), "end": round(end, 1)},
-            "growth_mb": round(end - after, 1), "mode": MODES[pipelined]}
+    return {
+        "frames": summary.frames,
+        "warmup_frames": warmup,
+        "fps": round(summary.fps, 1),
+        "rss_mb": {"start": round(start, 1), "after_warmup": round(after, 1), "end": round(end, 1)},
+        "growth_mb": round(end - after, 1),
+        "mode": MODES[pipelined],
+    }
 
 
 def bench_baseline(frames: list) -> Stats:
@@ -209,9 +226,16 @@ def bench_baseline(frames: list) -> Stats:
     return stats
 
 
-def run_bench(tracker: Tracker, spec: str, *, max_frames: int = 2000, realtime: bool = False,
-              pipelined: bool | None = None, resize_wh: tuple[int, int] | None = None,
-              soak_frames: int | None = None) -> dict:
+def run_bench(
+    tracker: Tracker,
+    spec: str,
+    *,
+    max_frames: int = 2000,
+    realtime: bool = False,
+    pipelined: bool | None = None,
+    resize_wh: tuple[int, int] | None = None,
+    soak_frames: int | None = None,
+) -> dict:
     """All measurements for one source and backend, as one JSON-ready dict.
 
     End-to-end speed (and realtime latency) is measured both sequential and pipelined; `pipelined` picks the
@@ -234,20 +258,31 @@ def run_bench(tracker: Tracker, spec: str, *, max_frames: int = 2000, realtime: 
         for mode in MODES:
             n, seconds = bench_end_to_end(tracker, str(source_spec), out_dir, max_frames, mode == "pipelined")
             e2e[mode] = {"frames": n, "seconds": round(seconds, 3), "fps": round(n / seconds, 1)}
-        rt = ({mode: bench_realtime(tracker, str(source_spec), out_dir, max_frames, mode == "pipelined")
-               for mode in MODES} if realtime else None)
+        rt = (
+            {
+                mode: bench_realtime(tracker, str(source_spec), out_dir, max_frames, mode == "pipelined")
+                for mode in MODES
+            }
+            if realtime
+            else None
+        )
         soak = bench_soak(tracker, str(source_spec), out_dir, soak_frames, pipelined) if soak_frames else None
     baseline = bench_baseline(frames)
     h, w = frames[0].image.shape[:2]
     chosen = MODES[pipelined]
     result = {
-        "source": spec, "resized_to_wh": list(resize_wh) if resize_wh else None, "frames": e2e[chosen]["frames"],
-        "frame_wh": [w, h], "backend": tracker.backend.name, "model_input_hw": list(tracker.backend.input_hw),
+        "source": spec,
+        "resized_to_wh": list(resize_wh) if resize_wh else None,
+        "frames": e2e[chosen]["frames"],
+        "frame_wh": [w, h],
+        "backend": tracker.backend.name,
+        "model_input_hw": list(tracker.backend.input_hw),
         "stages": {"decode": decode.summary(), **{k: v.summary() for k, v in stages.items()}},
-        "end_to_end": e2e, "mode": chosen, "end_to_end_fps": e2e[chosen]["fps"],
+        "end_to_end": e2e,
+        "mode": chosen,
+        "end_to_end_fps": e2e[chosen]["fps"],
         "pipelined_speedup": round(e2e["pipelined"]["fps"] / max(e2e["sequential"]["fps"], 1e-9), 2),
-        "baseline": {"per_frame": baseline.summary(),
-                     "fps": round(1e3 / max(np.mean(baseline.samples_ms), 1e-9), 1)},
+        "baseline": {"per_frame": baseline.summary(), "fps": round(1e3 / max(np.mean(baseline.samples_ms), 1e-9), 1)},
         "rss_mb_at_start": round(rss_start, 1),
     }
     result["speed_ratio_vs_baseline"] = round(result["end_to_end_fps"] / result["baseline"]["fps"], 2)
@@ -261,26 +296,36 @@ def run_bench(tracker: Tracker, spec: str, *, max_frames: int = 2000, realtime: 
 def format_bench(r: dict) -> str:
     """Human-readable table of run_bench's result."""
     resized = f" (resized copy {r['resized_to_wh'][0]}x{r['resized_to_wh'][1]})" if r.get("resized_to_wh") else ""
-    lines = [f"{r['source']}{resized}: {r['frames']} frames {r['frame_wh'][0]}x{r['frame_wh'][1]}, "
-             f"backend {r['backend']}, model input {r['model_input_hw'][1]}x{r['model_input_hw'][0]}",
-             f"{'stage':<12}{'median ms':>11}{'p99 ms':>9}"]
+    lines = [
+        f"{r['source']}{resized}: {r['frames']} frames {r['frame_wh'][0]}x{r['frame_wh'][1]}, "
+        f"backend {r['backend']}, model input {r['model_input_hw'][1]}x{r['model_input_hw'][0]}",
+        f"{'stage':<12}{'median ms':>11}{'p99 ms':>9}",
+    ]
     for name, s in r["stages"].items():
         lines.append(f"{name:<12}{s['median_ms']:>11.3f}{s['p99_ms']:>9.3f}")
     e2e = r["end_to_end"]
-    lines.append(f"end to end (decode, inference, fit, JSONL output): sequential {e2e['sequential']['fps']:.1f} "
-                 f"frames/s, pipelined {e2e['pipelined']['fps']:.1f} frames/s ({r['pipelined_speedup']:.2f}x)")
+    lines.append(
+        f"end to end (decode, inference, fit, JSONL output): sequential {e2e['sequential']['fps']:.1f} "
+        f"frames/s, pipelined {e2e['pipelined']['fps']:.1f} frames/s ({r['pipelined_speedup']:.2f}x)"
+    )
     b = r["baseline"]
-    lines.append(f"classical baseline: {b['per_frame']['median_ms']:.3f} ms median per frame "
-                 f"({b['fps']:.0f} frames/s); tracker ({r['mode']}) / baseline speed: "
-                 f"{r['speed_ratio_vs_baseline']:.2f}x")
+    lines.append(
+        f"classical baseline: {b['per_frame']['median_ms']:.3f} ms median per frame "
+        f"({b['fps']:.0f} frames/s); tracker ({r['mode']}) / baseline speed: "
+        f"{r['speed_ratio_vs_baseline']:.2f}x"
+    )
     for mode, rt in (r.get("realtime") or {}).items():
         lat = rt["frame_to_result_latency"]
-        lines.append(f"realtime replay at {rt['input_fps']:.0f} fps, {mode}: frame-to-result latency median "
-                     f"{lat['median_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms; {rt['dropped_frames']} frames dropped "
-                     f"of {rt['frames_processed'] + rt['dropped_frames']}")
+        lines.append(
+            f"realtime replay at {rt['input_fps']:.0f} fps, {mode}: frame-to-result latency median "
+            f"{lat['median_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms; {rt['dropped_frames']} frames dropped "
+            f"of {rt['frames_processed'] + rt['dropped_frames']}"
+        )
     if "soak" in r:
         s, m = r["soak"], r["soak"]["rss_mb"]
-        lines.append(f"soak, {s['frames']} frames looped ({s['mode']}, {s['fps']:.0f} frames/s): resident memory "
-                     f"{m['start']:.1f} MB at start, {m['after_warmup']:.1f} MB after {s['warmup_frames']} frames, "
-                     f"{m['end']:.1f} MB at the end; growth {s['growth_mb']:+.1f} MB")
+        lines.append(
+            f"soak, {s['frames']} frames looped ({s['mode']}, {s['fps']:.0f} frames/s): resident memory "
+            f"{m['start']:.1f} MB at start, {m['after_warmup']:.1f} MB after {s['warmup_frames']} frames, "
+            f"{m['end']:.1f} MB at the end; growth {s['growth_mb']:+.1f} MB"
+        )
     return "\n".join(lines)

@@ -44,16 +44,35 @@ def _remember(ctx: click.Context, param: click.Parameter, value):
 
 
 def _backend_options(f):
-    f = click.option("--refine", type=click.Choice(list(REFINE_CHOICES)), default="pupil", show_default=True,
-                     expose_value=False, callback=_remember,
-                     help="boundaries moved onto the full-resolution image edge after the fit")(f)
-    f = click.option("--no-rebuild", is_flag=True, expose_value=False, callback=_remember,
-                     help="TensorRT: fail (and say how to rebuild) instead of rebuilding a stale engine")(f)
-    f = click.option("--backend", type=click.Choice(["auto", "cpu", "openvino", "onnxruntime", "tensorrt"]),
-                     default="auto", show_default=True,
-                     help="inference engine; auto prefers TensorRT, then OpenVINO, then ONNX Runtime")(f)
-    f = click.option("--model", type=click.Path(dir_okay=False), default=None,
-                     help="ONNX model (default: the shipped engines/default/model.onnx)")(f)
+    f = click.option(
+        "--refine",
+        type=click.Choice(list(REFINE_CHOICES)),
+        default="pupil",
+        show_default=True,
+        expose_value=False,
+        callback=_remember,
+        help="boundaries moved onto the full-resolution image edge after the fit",
+    )(f)
+    f = click.option(
+        "--no-rebuild",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember,
+        help="TensorRT: fail (and say how to rebuild) instead of rebuilding a stale engine",
+    )(f)
+    f = click.option(
+        "--backend",
+        type=click.Choice(["auto", "cpu", "openvino", "onnxruntime", "tensorrt"]),
+        default="auto",
+        show_default=True,
+        help="inference engine; auto prefers TensorRT, then OpenVINO, then ONNX Runtime",
+    )(f)
+    f = click.option(
+        "--model",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="ONNX model (default: the shipped engines/default/model.onnx)",
+    )(f)
     return f
 
 
@@ -85,11 +104,32 @@ def load_tracker(model: str | None, backend: str, config, quiet: bool = False):
 @click.option("--height", type=int, default=None)
 @click.option("--fps", "camera_fps", type=float, default=None, help="camera frame rate")
 @click.option("--exposure", type=float, default=None, help="camera exposure (driver units)")
-@click.option("--pipelined/--sequential", default=None,
-              help="overlap decoding, inference and fitting, or one frame at a time  [default: sequential]")
+@click.option(
+    "--pipelined/--sequential",
+    default=None,
+    help="overlap decoding, inference and fitting, or one frame at a time  [default: sequential]",
+)
 @click.option("--quiet", is_flag=True, help="no progress bar or summary")
-def run(source, model, backend, jsonl, csv_path, video_out, show, shape, threshold, no_smooth, realtime, max_frames,
-        width, height, camera_fps, exposure, pipelined, quiet) -> None:
+def run(
+    source,
+    model,
+    backend,
+    jsonl,
+    csv_path,
+    video_out,
+    show,
+    shape,
+    threshold,
+    no_smooth,
+    realtime,
+    max_frames,
+    width,
+    height,
+    camera_fps,
+    exposure,
+    pipelined,
+    quiet,
+) -> None:
     """Track SOURCE: a video, an image, a folder or glob of images, a camera index (0) or an OpenCV/GStreamer URL.
 
     With no SOURCE, tracks the bundled synthetic demo clip and compares with its ground truth.
@@ -116,9 +156,9 @@ def run(source, model, backend, jsonl, csv_path, video_out, show, shape, thresho
     with ExitStack() as stack:
         src = stack.enter_context(open_source(source, realtime=realtime, camera=camera, on_skip=on_skip))
         folder_like = not src.is_live and src.fps is None
-        tracker = stack.enter_context(load_tracker(model, backend, _tracker_config(shape, threshold,
-                                                                                    not no_smooth and not folder_like),
-                                                   quiet))
+        tracker = stack.enter_context(
+            load_tracker(model, backend, _tracker_config(shape, threshold, not no_smooth and not folder_like), quiet)
+        )
         outputs = []
         if jsonl:
             outputs.append(sinks.JsonlSink(jsonl))
@@ -152,16 +192,28 @@ def run(source, model, backend, jsonl, csv_path, video_out, show, shape, thresho
                 pupil_cmp.add(truths[1], result.pupil.ellipse if result.pupil else None)
 
         # The loop also stops when the window asks (q/Esc or closed): MultiSink passes on wants_quit.
-        summary = runner.run(src, tracker, sink, pipelined=pipelined, progress=not quiet, max_frames=max_frames,
-                             on_result=compare, should_stop=(lambda: window.wants_quit) if window else None)
+        summary = runner.run(
+            src,
+            tracker,
+            sink,
+            pipelined=pipelined,
+            progress=not quiet,
+            max_frames=max_frames,
+            on_result=compare,
+            should_stop=(lambda: window.wants_quit) if window else None,
+        )
     if quiet:
         return
     n = max(summary.frames, 1)
     mode = "pipelined" if summary.pipelined else "sequential"
-    click.echo(f"{summary.frames} frames from {source} in {summary.elapsed_s:.2f} s: {summary.fps:.0f} frames/s end "
-               f"to end ({tracker.backend.name}, {mode})")
-    click.echo(f"iris detected in {100 * summary.iris_detected / n:.1f}% of frames, pupil in "
-               f"{100 * summary.pupil_detected / n:.1f}%")
+    click.echo(
+        f"{summary.frames} frames from {source} in {summary.elapsed_s:.2f} s: {summary.fps:.0f} frames/s end "
+        f"to end ({tracker.backend.name}, {mode})"
+    )
+    click.echo(
+        f"iris detected in {100 * summary.iris_detected / n:.1f}% of frames, pupil in "
+        f"{100 * summary.pupil_detected / n:.1f}%"
+    )
     if truth is not None:
         click.echo("against the clip's ground truth: " + iris_cmp.line("iris"))
         click.echo("against the clip's ground truth: " + pupil_cmp.line("pupil"))
@@ -180,8 +232,11 @@ def run(source, model, backend, jsonl, csv_path, video_out, show, shape, thresho
 @main.command(name="eval")
 @click.argument("data", type=click.Path())
 @_backend_options
-@click.option("--split-from", type=click.Path(exists=True, dir_okay=False),
-              help="model card or split.json whose subjects to use (with --split)")
+@click.option(
+    "--split-from",
+    type=click.Path(exists=True, dir_okay=False),
+    help="model card or split.json whose subjects to use (with --split)",
+)
 @click.option("--split", "split_name", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
 @click.option("--stored-size", is_flag=True, help="score at the stored size, not the original aspect ratio")
 @click.option("--baseline", is_flag=True, help="also score the classical OpenCV baseline")
@@ -189,8 +244,9 @@ def run(source, model, backend, jsonl, csv_path, video_out, show, shape, thresho
 @click.option("--shape", type=click.Choice(["ellipse", "circle"]), default="ellipse", show_default=True)
 @click.option("--threshold", default=0.35, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def eval_command(data, model, backend, split_from, split_name, stored_size, baseline, limit, shape, threshold,
-                 as_json) -> None:
+def eval_command(
+    data, model, backend, split_from, split_name, stored_size, baseline, limit, shape, threshold, as_json
+) -> None:
     """Score boundaries on DATA: images/ + masks/, images/ + ellipses.csv, or a folder with index.csv."""
     from tracker.evaluation import evaluate, format_table, load_eval_set
 
@@ -231,12 +287,26 @@ def _split_subjects(path: str, split_name: str) -> set[str]:
 @_backend_options
 @click.option("--max-frames", type=int, default=2000, show_default=True)
 @click.option("--realtime", is_flag=True, help="also replay at the source's frame rate: latency and drops")
-@click.option("--pipelined/--sequential", default=None,
-              help="mode for the headline figure and the soak (both are always measured)  [default: sequential]")
-@click.option("--resize", "resize", default=None, metavar="WxH",
-              help="bench a resized copy of SOURCE (e.g. 640x480), written to a temporary folder")
-@click.option("--soak", "soak_frames", type=click.IntRange(min=1), default=None, metavar="N",
-              help="also process N frames (looping SOURCE) and report resident memory growth")
+@click.option(
+    "--pipelined/--sequential",
+    default=None,
+    help="mode for the headline figure and the soak (both are always measured)  [default: sequential]",
+)
+@click.option(
+    "--resize",
+    "resize",
+    default=None,
+    metavar="WxH",
+    help="bench a resized copy of SOURCE (e.g. 640x480), written to a temporary folder",
+)
+@click.option(
+    "--soak",
+    "soak_frames",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="also process N frames (looping SOURCE) and report resident memory growth",
+)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def bench(source, model, backend, max_frames, realtime, pipelined, resize, soak_frames, as_json) -> None:
     """Measure stage latency, end-to-end frames per second and the classical baseline on SOURCE (default: demo clip)."""
@@ -248,8 +318,15 @@ def bench(source, model, backend, max_frames, realtime, pipelined, resize, soak_
         source = str(_demo_clip(Path("out"))[0])
     tracker = load_tracker(model, backend, _tracker_config("ellipse", 0.35, True), quiet=as_json)
     try:
-        result = run_bench(tracker, source, max_frames=max_frames, realtime=realtime, pipelined=pipelined,
-                           resize_wh=resize_wh, soak_frames=soak_frames)
+        result = run_bench(
+            tracker,
+            source,
+            max_frames=max_frames,
+            realtime=realtime,
+            pipelined=pipelined,
+            resize_wh=resize_wh,
+            soak_frames=soak_frames,
+        )
     except ValueError as exc:
         raise TrackerError(str(exc)) from None
     finally:

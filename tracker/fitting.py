@@ -98,8 +98,12 @@ def fit_boundary(prob: np.ndarray, frame_hw: tuple[int, int], config: FitConfig)
     frame_xy = model_to_frame_xy(xy, frame_hw, input_hw)
     px_per_model = float(np.sqrt((frame_hw[0] / input_hw[0]) * (frame_hw[1] / input_hw[1])))
     fitter = fit_circle_robust if config.shape == "circle" else fit_ellipse_robust
-    fit = fitter(frame_xy, inlier_tol_px=config.inlier_tol_model_px * px_per_model,
-                 iterations=config.ransac_iterations, min_points=config.min_points)
+    fit = fitter(
+        frame_xy,
+        inlier_tol_px=config.inlier_tol_model_px * px_per_model,
+        iterations=config.ransac_iterations,
+        min_points=config.min_points,
+    )
     if fit is None or fit.angular_coverage < config.min_coverage:
         return None
     e = fit.ellipse
@@ -123,8 +127,9 @@ def ellipse_normals(e: Ellipse, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return e.points_at(t), n
 
 
-def refine_on_image(gray: np.ndarray, e: Ellipse, visible_prob: np.ndarray, config: FitConfig,
-                    n_normals: int = 96) -> Ellipse | None:
+def refine_on_image(
+    gray: np.ndarray, e: Ellipse, visible_prob: np.ndarray, config: FitConfig, n_normals: int = 96
+) -> Ellipse | None:
     """Move a fitted boundary onto the strongest dark-to-bright step of the full-resolution image.
 
     The network localises the boundary to a model pixel (2-3 frame pixels); the frame itself has the
@@ -172,8 +177,9 @@ def refine_on_image(gray: np.ndarray, e: Ellipse, visible_prob: np.ndarray, conf
     xy = xy[strong]
     if len(xy) < config.min_points:
         return None
-    fit = fit_ellipse_robust(xy, inlier_tol_px=max(0.75, 0.3 * px_per_model), iterations=48,
-                             min_points=config.min_points)
+    fit = fit_ellipse_robust(
+        xy, inlier_tol_px=max(0.75, 0.3 * px_per_model), iterations=48, min_points=config.min_points
+    )
     if fit is None or fit.inlier_fraction < 0.7:
         return None
     moved = np.hypot(fit.ellipse.cx - e.cx, fit.ellipse.cy - e.cy)
@@ -196,8 +202,9 @@ def pupil_fits_iris(pupil: Ellipse, iris: Ellipse) -> bool:
     return _inside(iris, pupil.cx, pupil.cy) and pupil.semi_major < 0.92 * iris.semi_major
 
 
-def fit_eye(edges: np.ndarray, frame_hw: tuple[int, int], config: FitConfig = FitConfig(),
-            gray: np.ndarray | None = None) -> EyeFit:
+def fit_eye(
+    edges: np.ndarray, frame_hw: tuple[int, int], config: FitConfig = FitConfig(), gray: np.ndarray | None = None
+) -> EyeFit:
     """(H, W, 2) edge probabilities (limbus, pupil) -> EyeFit in frame pixels; `gray` (H, W) enables refinement."""
     iris = fit_boundary(edges[:, :, LIMBUS], frame_hw, config)
     pupil = fit_boundary(edges[:, :, PUPIL], frame_hw, config)

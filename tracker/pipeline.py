@@ -45,8 +45,13 @@ class Tracker:
         self.times = StageTimes()
 
     @classmethod
-    def from_model(cls, model: str | Path | None = None, backend: str = "auto",
-                   config: TrackerConfig = TrackerConfig(), **backend_options) -> Tracker:
+    def from_model(
+        cls,
+        model: str | Path | None = None,
+        backend: str = "auto",
+        config: TrackerConfig = TrackerConfig(),
+        **backend_options,
+    ) -> Tracker:
         """Load a model (default: the shipped one) on the chosen backend ("auto", "cpu", "onnxruntime", ...)."""
         from tracker.backends.select import load_backend
 
@@ -91,8 +96,9 @@ class Tracker:
             return FrameResult(frame.source, frame.index, frame.timestamp_s, None, None, Status.BAD_FRAME, 0.0)
         found = self.fit(self.edges(image), image.shape[:2], self._pre.last_gray)
         latency_ms = (time.perf_counter() - t0) * 1e3
-        return FrameResult(frame.source, frame.index, frame.timestamp_s, found.iris, found.pupil, found.status,
-                           latency_ms)
+        return FrameResult(
+            frame.source, frame.index, frame.timestamp_s, found.iris, found.pupil, found.status, latency_ms
+        )
 
     def close(self) -> None:
         """Release the backend."""

@@ -109,9 +109,17 @@ class _Failed:
 _END = object()
 
 
-def run(source, tracker: Tracker, sink, *, pipelined: bool | None = None, progress: bool = False,
-        max_frames: int | None = None, on_result: Callable[[FrameResult], None] | None = None,
-        should_stop: Callable[[], bool] | None = None) -> RunSummary:
+def run(
+    source,
+    tracker: Tracker,
+    sink,
+    *,
+    pipelined: bool | None = None,
+    progress: bool = False,
+    max_frames: int | None = None,
+    on_result: Callable[[FrameResult], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunSummary:
     """Track every frame of `source` into `sink` (anything with write(frame, result)), in frame order.
 
     Args:
@@ -148,8 +156,11 @@ def run(source, tracker: Tracker, sink, *, pipelined: bool | None = None, progre
             on_result(result)
         if bar is not None:
             bar.update()
-        return bool((max_frames and summary.frames >= max_frames) or getattr(sink, "wants_quit", False)
-                    or (should_stop and should_stop()))
+        return bool(
+            (max_frames and summary.frames >= max_frames)
+            or getattr(sink, "wants_quit", False)
+            or (should_stop and should_stop())
+        )
 
     t0 = time.perf_counter()
     try:
@@ -171,15 +182,21 @@ def run(source, tracker: Tracker, sink, *, pipelined: bool | None = None, progre
     return summary
 
 
-def _run_sequential(source, tracker: Tracker, record: Callable[[Frame, FrameResult], bool],
-                    stop_requested: Callable[[], bool]) -> None:
+def _run_sequential(
+    source, tracker: Tracker, record: Callable[[Frame, FrameResult], bool], stop_requested: Callable[[], bool]
+) -> None:
     for frame in source:
         if record(frame, tracker(frame)) or stop_requested():
             return
 
 
-def _run_pipelined(source, tracker: Tracker, record: Callable[[Frame, FrameResult], bool],
-                   stop_requested: Callable[[], bool], max_frames: int | None) -> None:
+def _run_pipelined(
+    source,
+    tracker: Tracker,
+    record: Callable[[Frame, FrameResult], bool],
+    stop_requested: Callable[[], bool],
+    max_frames: int | None,
+) -> None:
     depth = LIVE_DEPTH if source.is_live else RECORDED_DEPTH
     h, w = tracker.backend.input_hw
     ring = np.empty((depth, h, w, 2), dtype=np.float32)  # allocated once per run, reused for every frame
@@ -188,8 +205,12 @@ def _run_pipelined(source, tracker: Tracker, record: Callable[[Frame, FrameResul
         free.put(slot)
     ready: queue.Queue = queue.Queue(maxsize=1 if source.is_live else depth)
     stop = threading.Event()
-    worker = threading.Thread(target=_infer_loop, args=(source, tracker, ring, free, ready, stop, max_frames),
-                              name=INFERENCE_THREAD_NAME, daemon=True)
+    worker = threading.Thread(
+        target=_infer_loop,
+        args=(source, tracker, ring, free, ready, stop, max_frames),
+        name=INFERENCE_THREAD_NAME,
+        daemon=True,
+    )
     worker.start()
     try:
         while not stop_requested():
@@ -208,8 +229,15 @@ def _run_pipelined(source, tracker: Tracker, record: Callable[[Frame, FrameResul
                 found = tracker.fit(ring[item.slot], frame.image.shape[:2], item.gray)
                 if not source.is_live:
                     free.put(item.slot)  # throughput: inference may reuse the slot while this frame is written
-                result = FrameResult(frame.source, frame.index, frame.timestamp_s, found.iris, found.pupil,
-                                     found.status, (time.perf_counter() - item.started_s) * 1e3)
+                result = FrameResult(
+                    frame.source,
+                    frame.index,
+                    frame.timestamp_s,
+                    found.iris,
+                    found.pupil,
+                    found.status,
+                    (time.perf_counter() - item.started_s) * 1e3,
+                )
             done = record(frame, result)
             if source.is_live and item.slot is not None:
                 free.put(item.slot)  # latency: the next live frame is taken only now, so it is as fresh as can be
@@ -223,8 +251,15 @@ def _run_pipelined(source, tracker: Tracker, record: Callable[[Frame, FrameResul
             worker.join(timeout=_JOIN_TIMEOUT_S)
 
 
-def _infer_loop(source, tracker: Tracker, ring: np.ndarray, free: queue.Queue, ready: queue.Queue,
-                stop: threading.Event, max_frames: int | None) -> None:
+def _infer_loop(
+    source,
+    tracker: Tracker,
+    ring: np.ndarray,
+    free: queue.Queue,
+    ready: queue.Queue,
+    stop: threading.Event,
+    max_frames: int | None,
+) -> None:
     """Inference thread: take a free ring slot, then the next frame, infer into the slot, queue it in order."""
     last: object = _END
     taken = 0
@@ -339,5 +374,7 @@ class TruthComparison:
         if not self.errors_px:
             return f"{name}: detected 0/{self.truth_frames}"
         e = np.asarray(self.errors_px)
-        return (f"{name}: detected {len(e)}/{self.truth_frames} ({100 * rate:.1f}%), centre error median "
-                f"{np.median(e):.2f} px, p95 {np.percentile(e, 95):.2f} px")
+        return (
+            f"{name}: detected {len(e)}/{self.truth_frames} ({100 * rate:.1f}%), centre error median "
+            f"{np.median(e):.2f} px, p95 {np.percentile(e, 95):.2f} px"
+        )

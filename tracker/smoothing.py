@@ -40,16 +40,20 @@ class BoundarySmoother:
         a = self.config.alpha
         # Average the angle as a doubled-angle vector: 0 and 179 degrees are the same axis.
         two = 2 * prev.angle_rad, 2 * new.angle_rad
-        angle = 0.5 * math.atan2((1 - a) * math.sin(two[0]) + a * math.sin(two[1]),
-                                 (1 - a) * math.cos(two[0]) + a * math.cos(two[1]))
-        self._state = Ellipse(prev.cx + a * (new.cx - prev.cx), prev.cy + a * (new.cy - prev.cy),
-                              prev.semi_major + a * (new.semi_major - prev.semi_major),
-                              prev.semi_minor + a * (new.semi_minor - prev.semi_minor), angle)
+        angle = 0.5 * math.atan2(
+            (1 - a) * math.sin(two[0]) + a * math.sin(two[1]), (1 - a) * math.cos(two[0]) + a * math.cos(two[1])
+        )
+        self._state = Ellipse(
+            prev.cx + a * (new.cx - prev.cx),
+            prev.cy + a * (new.cy - prev.cy),
+            prev.semi_major + a * (new.semi_major - prev.semi_major),
+            prev.semi_minor + a * (new.semi_minor - prev.semi_minor),
+            angle,
+        )
         return Boundary(self._state, measured.confidence)
 
 
 def _jumped(prev: Ellipse, new: Ellipse, fraction: float) -> bool:
     """Whether the centre or size changed by more than `fraction` of the semi-major axis (at least 1 px)."""
     limit = max(1.0, fraction * max(prev.semi_major, new.semi_major))
-    return (math.hypot(new.cx - prev.cx, new.cy - prev.cy) > limit
-            or abs(new.semi_major - prev.semi_major) > limit)
+    return math.hypot(new.cx - prev.cx, new.cy - prev.cy) > limit or abs(new.semi_major - prev.semi_major) > limit

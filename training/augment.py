@@ -67,8 +67,9 @@ def _lashes(img: np.ndarray, rng: np.random.Generator) -> None:
         bend = rng.uniform(-0.4, 0.4)
         t = np.linspace(0, 1, 8)
         pts = np.stack([x0 + bend * length * t**2, base_y + length * t], axis=1)
-        cv2.polylines(img, [np.round(pts * 16).astype(np.int32)], False, float(rng.uniform(0.0, 0.15)),
-                      1, cv2.LINE_AA, 4)
+        cv2.polylines(
+            img, [np.round(pts * 16).astype(np.int32)], False, float(rng.uniform(0.0, 0.15)), 1, cv2.LINE_AA, 4
+        )
 
 
 def _occluder(img: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> None:

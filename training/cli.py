@@ -19,20 +19,38 @@ def _need_tensorflow() -> None:
 
 
 @main.command()
-@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False),
-              help="images/ + masks/ or a folder with index.csv")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="images/ + masks/ or a folder with index.csv",
+)
 @click.option("--synthetic", default=0, show_default=True, help="number of synthetic eyes to add to the training set")
 @click.option("--epochs", default=40, show_default=True)
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--lr", "learning_rate", default=3e-3, show_default=True)
-@click.option("--loss", type=click.Choice(["balanced", "bce", "hed", "dice"]), default="balanced", show_default=True,
-              help="balanced = class-balanced BCE + Dice; bce = the naive setup")
-@click.option("--labels", type=click.Choice(["soft", "thin"]), default="soft", show_default=True,
-              help="soft = 3-px ridges; thin = 1-px curves, as Canny on a mask gives (the naive setup)")
+@click.option(
+    "--loss",
+    type=click.Choice(["balanced", "bce", "hed", "dice"]),
+    default="balanced",
+    show_default=True,
+    help="balanced = class-balanced BCE + Dice; bce = the naive setup",
+)
+@click.option(
+    "--labels",
+    type=click.Choice(["soft", "thin"]),
+    default="soft",
+    show_default=True,
+    help="soft = 3-px ridges; thin = 1-px curves, as Canny on a mask gives (the naive setup)",
+)
 @click.option("--base-filters", default=8, show_default=True)
 @click.option("--depth", default=4, show_default=True)
-@click.option("--patience", default=8, show_default=True,
-              help="early stopping after this many epochs without a better validation F")
+@click.option(
+    "--patience",
+    default=8,
+    show_default=True,
+    help="early stopping after this many epochs without a better validation F",
+)
 @click.option("--limit", type=int, default=None, help="use at most this many real images")
 @click.option("--steps-per-epoch", type=int, default=None)
 @click.option("--seed", default=0, show_default=True)
@@ -63,8 +81,10 @@ def export(run_dir: str, out_dir: str) -> None:
     from training.export import export_run
 
     card = export_run(run_dir, out_dir)
-    click.echo(f"wrote {out_dir}/model.onnx ({card['onnx']['bytes'] / 1e6:.2f} MB), parity max abs diff "
-               f"{card['export']['parity_max_abs_diff']:.2e}")
+    click.echo(
+        f"wrote {out_dir}/model.onnx ({card['onnx']['bytes'] / 1e6:.2f} MB), parity max abs diff "
+        f"{card['export']['parity_max_abs_diff']:.2e}"
+    )
 
 
 @main.command(name="edge-eval")
@@ -86,6 +106,8 @@ def edge_eval(run_dirs, split, as_json) -> None:
     click.echo("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         for name, s in r["channels"].items():
-            click.echo(f"| {r['run']} | {r['loss']} | {r['labels']} | {name} | {s['f']:.3f} | {s['precision']:.3f} | "
-                       f"{s['recall']:.3f} | {s['threshold']:.2f} | {s['f_at_0.5']:.3f} | "
-                       f"{s['median_peak_probability']:.2f} |")
+            click.echo(
+                f"| {r['run']} | {r['loss']} | {r['labels']} | {name} | {s['f']:.3f} | {s['precision']:.3f} | "
+                f"{s['recall']:.3f} | {s['threshold']:.2f} | {s['f_at_0.5']:.3f} | "
+                f"{s['median_peak_probability']:.2f} |"
+            )

@@ -53,8 +53,10 @@ def find_records(data_dir: Path) -> list[Record]:
     index = data_dir / "index.csv"
     if index.exists():
         with index.open(newline="") as f:
-            return [Record(data_dir / row["image"], data_dir / row["mask"], row["subject"], row["image"])
-                    for row in csv.DictReader(f)]
+            return [
+                Record(data_dir / row["image"], data_dir / row["mask"], row["subject"], row["image"])
+                for row in csv.DictReader(f)
+            ]
     images, masks = data_dir / "images", data_dir / "masks"
     if not images.is_dir() or not masks.is_dir():
         raise FileNotFoundError(f"{data_dir}: expected index.csv or images/ and masks/ folders")
@@ -70,16 +72,20 @@ def find_records(data_dir: Path) -> list[Record]:
     return records
 
 
-def split_subjects(subjects: list[str], fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
-                   seed: int = 0) -> dict[str, list[str]]:
+def split_subjects(
+    subjects: list[str], fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0
+) -> dict[str, list[str]]:
     """Deterministic split by subject: each subject lands in exactly one of train / val / test."""
     unique = sorted(set(subjects))
     # Hash-based order: stable across Python versions and independent of the file order.
     order = sorted(unique, key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
     n_train = round(fractions[0] * len(order))
     n_val = round(fractions[1] * len(order))
-    return {"train": sorted(order[:n_train]), "val": sorted(order[n_train:n_train + n_val]),
-            "test": sorted(order[n_train + n_val:])}
+    return {
+        "train": sorted(order[:n_train]),
+        "val": sorted(order[n_train : n_train + n_val]),
+        "test": sorted(order[n_train + n_val :]),
+    }
 
 
 def write_split(path: Path, split: dict[str, list[str]], data_dir: Path) -> None:
@@ -87,8 +93,14 @@ def write_split(path: Path, split: dict[str, list[str]], data_dir: Path) -> None
     Path(path).write_text(json.dumps({"data": str(data_dir), "subjects": split}, indent=1))
 
 
-def sample_from_mask(name: str, subject: str, image: np.ndarray, mask: np.ndarray,
-                     input_hw: tuple[int, int] = INPUT_HW, convention: str = "auto") -> EdgeSample:
+def sample_from_mask(
+    name: str,
+    subject: str,
+    image: np.ndarray,
+    mask: np.ndarray,
+    input_hw: tuple[int, int] = INPUT_HW,
+    convention: str = "auto",
+) -> EdgeSample:
     """Full-resolution image and mask -> EdgeSample at model resolution (image resized like the runtime)."""
     gray = to_gray(image)
     if gray.dtype != np.uint8:
@@ -117,8 +129,12 @@ def _load_chunk(records: list[Record], input_hw: tuple[int, int]) -> list[EdgeSa
     return [_load_one(r, input_hw) for r in records]
 
 
-def load_samples(records: list[Record], input_hw: tuple[int, int] = INPUT_HW, workers: int | None = None,
-                 cache_dir: Path | None = None) -> list[EdgeSample]:
+def load_samples(
+    records: list[Record],
+    input_hw: tuple[int, int] = INPUT_HW,
+    workers: int | None = None,
+    cache_dir: Path | None = None,
+) -> list[EdgeSample]:
     """Read and label every record; unreadable pairs are dropped.
 
     Labelling fits ellipses in Python (GIL-bound), so it runs in worker processes, and the result is
@@ -167,10 +183,15 @@ def _write_cache(path: Path, samples: list[EdgeSample]) -> None:
         per_sample.append(n)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, images=np.stack([s.image for s in samples]), names=np.array([s.name for s in samples]),
-             points=np.concatenate(points) if points else np.empty((0, 2), np.float32),
-             lengths=np.array(lengths, np.int64), channels=np.array(channels, np.int64),
-             per_sample=np.array(per_sample, np.int64))
+    np.savez(
+        tmp,
+        images=np.stack([s.image for s in samples]),
+        names=np.array([s.name for s in samples]),
+        points=np.concatenate(points) if points else np.empty((0, 2), np.float32),
+        lengths=np.array(lengths, np.int64),
+        channels=np.array(channels, np.int64),
+        per_sample=np.array(per_sample, np.int64),
+    )
     tmp.replace(path)
 
 
@@ -190,8 +211,9 @@ def _read_cache(path: Path, records: list[Record]) -> list[EdgeSample]:
     return samples
 
 
-def synthetic_samples(n: int, input_hw: tuple[int, int] = INPUT_HW, seed: int = 0,
-                      size_wh: tuple[int, int] = (320, 240)) -> list[EdgeSample]:
+def synthetic_samples(
+    n: int, input_hw: tuple[int, int] = INPUT_HW, seed: int = 0, size_wh: tuple[int, int] = (320, 240)
+) -> list[EdgeSample]:
     """N synthetic eyes (tracker.synthetic) with exact ellipses, visible arcs from their exact masks."""
     from tracker.synthetic import random_eye_params, render_eye
 

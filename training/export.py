@@ -58,9 +58,15 @@ def _versions() -> dict:
     import tensorflow as tf
     import tf2onnx
 
-    return {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": tf2onnx.__version__,
-            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
-            "numpy": np.__version__}
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tf2onnx": tf2onnx.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
 
 
 def parity_inputs(run: Path, input_hw: tuple[int, int], n: int = 8) -> np.ndarray:
@@ -70,8 +76,7 @@ def parity_inputs(run: Path, input_hw: tuple[int, int], n: int = 8) -> np.ndarra
 
     rng = np.random.default_rng(1234)
     pre = Preprocessor(input_hw)
-    return np.concatenate([pre(render_eye(random_eye_params(rng, (320, 240)), (320, 240))[0]).copy()
-                           for _ in range(n)])
+    return np.concatenate([pre(render_eye(random_eye_params(rng, (320, 240)), (320, 240))[0]).copy() for _ in range(n)])
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path) -> dict:
@@ -97,22 +102,52 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> dict:
     split = json.loads((run / "split.json").read_text()) if (run / "split.json").exists() else None
     card = {
         "name": out.name,
-        "input": {"name": "image", "shape": [1, h, w, 1], "dtype": "float32", "layout": LAYOUT,
-                  "normalisation": "gray frame resized to (H, W) with INTER_AREA (aspect not kept), scaled to [0, 1], "
-                                   f"then (x - mean) / max(std, {STD_FLOOR:.6f}) per image (tracker/preprocess.py)"},
-        "output": {"name": "edges", "shape": [1, h, w, len(CHANNELS)], "dtype": "float32",
-                   "channels": list(CHANNELS), "meaning": "edge probability per pixel: limbus (iris/sclera), pupil "
-                                                          "(iris/pupil); eyelid cut lines are not edges"},
-        "architecture": {"type": "U-Net", "base_filters": config["base_filters"], "depth": config["depth"],
-                         "parameters": int(model.count_params())},
-        "training": {"command": config.get("command", ""), "data": config.get("data_dir"),
-                     "synthetic_images": config.get("synthetic", 0), "loss": config["loss"],
-                     "epochs_run": metrics.get("epochs_run"), "images": metrics.get("n_images"),
-                     "split": ({"by": "subject", "subjects": {k: len(v) for k, v in split["subjects"].items()},
-                                "test_subjects": split["subjects"]["test"]} if split else None)},
+        "input": {
+            "name": "image",
+            "shape": [1, h, w, 1],
+            "dtype": "float32",
+            "layout": LAYOUT,
+            "normalisation": "gray frame resized to (H, W) with INTER_AREA (aspect not kept), scaled to [0, 1], "
+            f"then (x - mean) / max(std, {STD_FLOOR:.6f}) per image (tracker/preprocess.py)",
+        },
+        "output": {
+            "name": "edges",
+            "shape": [1, h, w, len(CHANNELS)],
+            "dtype": "float32",
+            "channels": list(CHANNELS),
+            "meaning": "edge probability per pixel: limbus (iris/sclera), pupil "
+            "(iris/pupil); eyelid cut lines are not edges",
+        },
+        "architecture": {
+            "type": "U-Net",
+            "base_filters": config["base_filters"],
+            "depth": config["depth"],
+            "parameters": int(model.count_params()),
+        },
+        "training": {
+            "command": config.get("command", ""),
+            "data": config.get("data_dir"),
+            "synthetic_images": config.get("synthetic", 0),
+            "loss": config["loss"],
+            "epochs_run": metrics.get("epochs_run"),
+            "images": metrics.get("n_images"),
+            "split": (
+                {
+                    "by": "subject",
+                    "subjects": {k: len(v) for k, v in split["subjects"].items()},
+                    "test_subjects": split["subjects"]["test"],
+                }
+                if split
+                else None
+            ),
+        },
         "metrics": {"edge_f_ods_2px": {"val": metrics.get("val"), "test": metrics.get("test")}},
-        "export": {"opset": OPSET, "parity_max_abs_diff": diff, "parity_tolerance": PARITY_TOL,
-                   "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
+        "export": {
+            "opset": OPSET,
+            "parity_max_abs_diff": diff,
+            "parity_tolerance": PARITY_TOL,
+            "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        },
         "versions": _versions(),
         "onnx": {"file": "model.onnx", "sha256": sha256_of(onnx_path), "bytes": onnx_path.stat().st_size},
     }

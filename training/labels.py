@@ -23,8 +23,15 @@ def _draw_arcs(canvas: np.ndarray, arcs: list[np.ndarray], thickness: int, antia
     """Draw each (k, 2) arc (model pixels, pixel centres at integers) onto `canvas` in place."""
     pts = [np.round(a * (1 << _SHIFT)).astype(np.int32).reshape(-1, 1, 2) for a in arcs if len(a) >= 2]
     if pts:
-        cv2.polylines(canvas, pts, isClosed=False, color=255, thickness=thickness,
-                      lineType=cv2.LINE_AA if antialias else cv2.LINE_8, shift=_SHIFT)
+        cv2.polylines(
+            canvas,
+            pts,
+            isClosed=False,
+            color=255,
+            thickness=thickness,
+            lineType=cv2.LINE_AA if antialias else cv2.LINE_8,
+            shift=_SHIFT,
+        )
 
 
 def _ridge_peak() -> float:

@@ -22,8 +22,15 @@ class EdgeScore:
 
     def to_dict(self) -> dict:
         """Rounded JSON-ready form."""
-        return {k: round(float(v), 4) for k, v in (("f", self.f), ("precision", self.precision),
-                                                   ("recall", self.recall), ("threshold", self.threshold))}
+        return {
+            k: round(float(v), 4)
+            for k, v in (
+                ("f", self.f),
+                ("precision", self.precision),
+                ("recall", self.recall),
+                ("threshold", self.threshold),
+            )
+        }
 
 
 def thin_edges(prob: np.ndarray) -> np.ndarray:
@@ -50,8 +57,9 @@ def _distance_to(mask: np.ndarray) -> np.ndarray:
     return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
 
 
-def edge_counts(prob: np.ndarray, gt: np.ndarray, thresholds: np.ndarray = THRESHOLDS,
-                tolerance_px: float = TOLERANCE_PX) -> np.ndarray:
+def edge_counts(
+    prob: np.ndarray, gt: np.ndarray, thresholds: np.ndarray = THRESHOLDS, tolerance_px: float = TOLERANCE_PX
+) -> np.ndarray:
     """(H, W) probabilities and (H, W) bool 1-px ground-truth edges -> (T, 4) counts per threshold.
 
     Columns: matched predicted pixels, predicted pixels, matched ground-truth pixels, ground-truth pixels.

@@ -101,8 +101,11 @@ def evaluate_edges(model, samples: list[EdgeSample]) -> dict[str, dict]:
     out = {}
     for c, name in enumerate(CHANNELS):
         counts = sum(edge_counts(probs[i, :, :, c], gts[i, :, :, c]) for i in range(len(samples)))
-        out[name] = {**ods_score(counts).to_dict(), "f_at_0.5": round(f_at(counts, 0.5), 4),
-                     "median_peak_probability": round(float(np.median(probs[..., c].max(axis=(1, 2)))), 4)}
+        out[name] = {
+            **ods_score(counts).to_dict(),
+            "f_at_0.5": round(f_at(counts, 0.5), 4),
+            "median_peak_probability": round(float(np.median(probs[..., c].max(axis=(1, 2)))), 4),
+        }
     return out
 
 
@@ -116,8 +119,14 @@ def evaluate_run(run_dir: str | Path, split: str = "test") -> dict:
     records = [r for r in find_records(Path(cfg["data_dir"])) if r.subject in subjects]
     samples = load_samples(records, tuple(cfg["input_hw"]), cache_dir=label_cache_dir())
     model = keras.models.load_model(run / "checkpoints" / "best.keras", compile=False)
-    return {"run": str(run), "loss": cfg["loss"], "labels": cfg.get("labels", "soft"), "split": split,
-            "images": len(samples), "channels": evaluate_edges(model, samples)}
+    return {
+        "run": str(run),
+        "loss": cfg["loss"],
+        "labels": cfg.get("labels", "soft"),
+        "split": split,
+        "images": len(samples),
+        "channels": evaluate_edges(model, samples),
+    }
 
 
 def label_cache_dir() -> Path:
@@ -150,7 +159,11 @@ def _split_samples(cfg: TrainConfig, run: Path) -> dict[str, list[EdgeSample]]:
             parts["train"] += synth
         else:  # synthetic only: hold out a slice for validation and test
             n_hold = max(1, len(synth) // 10)
-            parts["val"], parts["test"], parts["train"] = synth[:n_hold], synth[n_hold:2 * n_hold], synth[2 * n_hold:]
+            parts["val"], parts["test"], parts["train"] = (
+                synth[:n_hold],
+                synth[n_hold : 2 * n_hold],
+                synth[2 * n_hold :],
+            )
     if not parts["train"] or not parts["val"]:
         raise ValueError("no training or validation samples: give --data with images and masks, or --synthetic N")
     return parts
@@ -263,9 +276,12 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = l
             break
 
     model = keras.models.load_model(best_path, compile=False)
-    summary = {"best_val_mean_f": best_f, "epochs_run": len(history),
-               "val": evaluate_edges(model, parts["val"]),
-               "test": evaluate_edges(model, parts["test"]) if parts["test"] else None,
-               "n_images": {k: len(v) for k, v in parts.items()}}
+    summary = {
+        "best_val_mean_f": best_f,
+        "epochs_run": len(history),
+        "val": evaluate_edges(model, parts["val"]),
+        "test": evaluate_edges(model, parts["test"]) if parts["test"] else None,
+        "n_images": {k: len(v) for k, v in parts.items()},
+    }
     (run / "metrics.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -45,8 +45,9 @@ class OnnxRuntimeBackend:
                 out[i : i + 1] = self._session.run([self.output_name], {self.input_name: batch[i : i + 1]})[0]
             return out
         self._binding.bind_cpu_input(self.input_name, np.ascontiguousarray(batch, dtype=np.float32))
-        self._binding.bind_output(self.output_name, "cpu", element_type=np.float32, shape=out.shape,
-                                  buffer_ptr=out.ctypes.data)
+        self._binding.bind_output(
+            self.output_name, "cpu", element_type=np.float32, shape=out.shape, buffer_ptr=out.ctypes.data
+        )
         self._session.run_with_iobinding(self._binding)
         return out
 
