@@ -211,7 +211,14 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = l
             elif p.exists():
                 p.unlink()
     (run / "checkpoints").mkdir(exist_ok=True)
-    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    previous = json.loads((run / "config.json").read_text()) if resume and (run / "config.json").exists() else {}
+    saved = asdict(cfg)
+    # A resumed run keeps the commands that made it, in order, so its model card can say how it was trained.
+    saved["commands"] = [
+        *previous.get("commands", [previous["command"]] if previous.get("command") else []),
+        cfg.command,
+    ]
+    (run / "config.json").write_text(json.dumps(saved, indent=1))
     keras.utils.set_random_seed(cfg.seed)
     tf.config.threading.set_inter_op_parallelism_threads(2)
 
@@ -223,6 +230,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = l
     history: list[dict] = json.loads((run / "history.json").read_text()) if resume and last.exists() else []
     if resume and last.exists():
         model = keras.models.load_model(last, custom_objects={f.__name__: f for f in LOSSES.values()})
+        model.optimizer.learning_rate.assign(cfg.learning_rate)  # --lr applies to the continued run
     else:
         model = build_unet(ModelConfig(tuple(cfg.input_hw), cfg.base_filters, cfg.depth))
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=LOSSES[cfg.loss])
