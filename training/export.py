@@ -126,6 +126,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> dict:
         },
         "training": {
             "command": config.get("command", ""),
+            "commands": config.get("commands") or [config.get("command", "")],
             "data": config.get("data_dir"),
             "synthetic_images": config.get("synthetic", 0),
             "loss": config["loss"],
