@@ -34,7 +34,7 @@ def _tracker_config(shape: str, threshold: float, smooth: bool):
     from tracker.fitting import FitConfig
     from tracker.pipeline import TrackerConfig
 
-    refine = REFINE_CHOICES[click.get_current_context().meta.get("iristrack.refine") or "pupil"]
+    refine = REFINE_CHOICES[click.get_current_context().meta.get("iristrack.refine") or "none"]
     return TrackerConfig(fit=FitConfig(threshold=threshold, shape=shape, refine=refine), smooth=smooth)
 
 
@@ -47,11 +47,11 @@ def _backend_options(f):
     f = click.option(
         "--refine",
         type=click.Choice(list(REFINE_CHOICES)),
-        default="pupil",
+        default="none",
         show_default=True,
         expose_value=False,
         callback=_remember,
-        help="boundaries moved onto the full-resolution image edge after the fit",
+        help="boundaries moved onto the full-resolution image edge after the fit (none: measured best on real data)",
     )(f)
     f = click.option(
         "--no-rebuild",

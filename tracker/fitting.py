@@ -32,7 +32,7 @@ class FitConfig:
     min_axis_ratio: float = 0.4
     min_semi_axis_model_px: float = 2.5
     min_confidence: float = 0.15
-    refine: tuple[str, ...] = ("pupil",)  # boundaries refined on the full-resolution image (see refine_on_image)
+    refine: tuple[str, ...] = ()  # boundaries refined on the full-resolution image (see refine_on_image)
     refine_search_model_px: float = 1.5  # how far along the normal the image edge is searched
 
 
