@@ -26,6 +26,9 @@ class FitConfig:
     shape: str = "ellipse"  # or "circle"
     inlier_tol_model_px: float = 0.9
     ransac_iterations: int = 96
+    # Geometric (orthogonal-distance) refinement after the least-squares fit: on the development set's
+    # validation subjects it changed no centre error (iris 2.03 vs 2.01 px, pupil 0.356 both) and costs 0.4 ms.
+    geometric_steps: int = 0
     min_points: int = 12
     max_points: int = 400  # a longer ridge is thinned evenly: RANSAC cost grows with points, accuracy barely does
     min_coverage: float = 0.3  # fraction of the perimeter (36 bins) holding inliers
@@ -98,8 +101,10 @@ def fit_boundary(prob: np.ndarray, frame_hw: tuple[int, int], config: FitConfig)
     frame_xy = model_to_frame_xy(xy, frame_hw, input_hw)
     px_per_model = float(np.sqrt((frame_hw[0] / input_hw[0]) * (frame_hw[1] / input_hw[1])))
     fitter = fit_circle_robust if config.shape == "circle" else fit_ellipse_robust
+    extra = {"geometric_steps": config.geometric_steps} if config.shape != "circle" else {}
     fit = fitter(
         frame_xy,
+        **extra,
         inlier_tol_px=config.inlier_tol_model_px * px_per_model,
         iterations=config.ransac_iterations,
         min_points=config.min_points,

@@ -122,6 +122,7 @@ def fit_ellipse_robust(
     iterations: int = 128,
     seed: int = 0,
     min_points: int = 8,
+    geometric_steps: int = GEOMETRIC_STEPS,
 ) -> EllipseFit | None:
     """(N, 2) pixels -> MSAC over 5-point conics, then geometric refits on inliers; None when no plausible fit.
 
@@ -139,7 +140,9 @@ def fit_ellipse_robust(
     seed_fit, seed_inliers = _trimmed_direct(xy, inlier_tol_px, scale, min_points)
     seed_count = int(np.count_nonzero(seed_inliers)) if seed_inliers is not None else 0
     if seed_fit is not None and seed_count >= max(min_points, EARLY_EXIT_INLIER_FRACTION * n):
-        return _refine(xy, seed_inliers, inlier_tol_px, min_points, _fit_direct, _ellipse_step, scale, seed_fit)
+        return _refine(
+            xy, seed_inliers, inlier_tol_px, min_points, _fit_direct, _ellipse_step, scale, seed_fit, geometric_steps
+        )
     norm = centred / scale
     design, rhs = _conic_design(norm)
     tol2 = np.float32((inlier_tol_px / scale) ** 2)
@@ -175,7 +178,7 @@ def fit_ellipse_robust(
         need = _ransac_iterations(best_count / n, iterations)
     if best is None:
         return None
-    return _refine(xy, best, inlier_tol_px, min_points, _fit_direct, _ellipse_step, scale)
+    return _refine(xy, best, inlier_tol_px, min_points, _fit_direct, _ellipse_step, scale, None, geometric_steps)
 
 
 def fit_circle_robust(
@@ -222,6 +225,7 @@ def _refine(
     step: Callable[[Ellipse, np.ndarray, float, Foot | None], tuple[Ellipse | None, Foot]],
     spread_px: float,
     start: Ellipse | None = None,
+    steps: int = GEOMETRIC_STEPS,
 ) -> EllipseFit | None:
     """Least-squares fit on the MSAC inliers (or `start`, one already), robust Gauss-Newton steps; final inliers."""
     if np.count_nonzero(inliers) < min_points:
@@ -230,7 +234,7 @@ def _refine(
     if e is None:
         return None
     foot = None
-    for _ in range(GEOMETRIC_STEPS):
+    for _ in range(steps):
         nxt, foot = step(e, xy, tol_px, foot)
         if nxt is None or not _plausible(nxt, spread_px):
             break
