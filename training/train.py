@@ -220,7 +220,10 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = l
     ]
     (run / "config.json").write_text(json.dumps(saved, indent=1))
     keras.utils.set_random_seed(cfg.seed)
-    tf.config.threading.set_inter_op_parallelism_threads(2)
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(2)
+    except RuntimeError:  # TensorFlow already initialised in this process (tests, notebooks): keep its setting
+        pass
 
     parts = _split_samples(cfg, run)
     batches = _Batches(parts["train"], cfg)
