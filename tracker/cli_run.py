@@ -12,6 +12,7 @@ import click
 
 from tracker.cli import main
 from tracker.errors import TrackerError
+from tracker.runner import PIPELINED_BY_DEFAULT
 
 DEMO_FRAMES, DEMO_SIZE_WH, DEMO_FPS, DEMO_SEED = 600, (320, 240), 60.0, 7
 
@@ -44,6 +45,15 @@ def _remember(ctx: click.Context, param: click.Parameter, value):
 
 
 def _backend_options(f):
+    f = click.option(
+        "--threads",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        expose_value=False,
+        callback=_remember,
+        help="CPU inference threads (0: cpu_count - 1 when pipelined, so fitting keeps a core; else the engine's)",
+    )(f)
     f = click.option(
         "--refine",
         type=click.Choice(list(REFINE_CHOICES)),
@@ -82,7 +92,12 @@ def load_tracker(model: str | None, backend: str, config, quiet: bool = False):
     from tracker.pipeline import Tracker
 
     rebuild = not click.get_current_context().meta.get("iristrack.no_rebuild", False)
-    loaded, notice = load_backend(Path(model) if model else None, backend, rebuild=rebuild)
+    ctx = click.get_current_context()
+    threads = ctx.meta.get("iristrack.threads", 0)
+    pipelined = ctx.params.get("pipelined")
+    if not threads and (PIPELINED_BY_DEFAULT if pipelined is None else pipelined) and (os.cpu_count() or 1) > 1:
+        threads = (os.cpu_count() or 2) - 1
+    loaded, notice = load_backend(Path(model) if model else None, backend, rebuild=rebuild, threads=threads)
     if not quiet:
         click.echo(notice, err=True)
     return Tracker(loaded, config)
@@ -107,7 +122,7 @@ def load_tracker(model: str | None, backend: str, config, quiet: bool = False):
 @click.option(
     "--pipelined/--sequential",
     default=None,
-    help="overlap decoding, inference and fitting, or one frame at a time  [default: sequential]",
+    help="overlap decoding, inference and fitting, or one frame at a time  [default: pipelined]",
 )
 @click.option("--quiet", is_flag=True, help="no progress bar or summary")
 def run(
@@ -290,7 +305,7 @@ def _split_subjects(path: str, split_name: str) -> set[str]:
 @click.option(
     "--pipelined/--sequential",
     default=None,
-    help="mode for the headline figure and the soak (both are always measured)  [default: sequential]",
+    help="mode for the headline figure and the soak (both are always measured)  [default: pipelined]",
 )
 @click.option(
     "--resize",
