@@ -164,15 +164,19 @@ def _gpu_summary() -> str:
 
 
 def _model_card_summary(path: Path) -> str:
-    """A one-line summary of the top-level scalar fields of engines/default/model.json."""
+    """'input 1x128x128x1 image -> edges (limbus, pupil); test edge F 0.938 / 0.999; sha256 1a2b3c4d...'."""
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        shape = "x".join(str(d) for d in data["input"]["shape"])
+        channels = ", ".join(data["output"]["channels"])
+        test = (data.get("metrics", {}).get("edge_f_ods_2px") or {}).get("test") or {}
+        scores = " / ".join(f"{test[c]['f']:.3f}" for c in data["output"]["channels"] if c in test)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         return f"unreadable ({exc})"
-    if not isinstance(data, dict):
-        return "unexpected format"
-    scalars = [f"{k}={v}" for k, v in data.items() if isinstance(v, str | int | float | bool)]
-    return ", ".join(scalars[:8]) or "(no scalar fields)"
+    return (
+        f"input {shape} {data['input']['name']} -> {data['output']['name']} ({channels}); "
+        f"test edge F {scores or 'n/a'}; sha256 {data.get('onnx', {}).get('sha256', '')[:12]}..."
+    )
 
 
 def _engine_summary(path: Path) -> str:
