@@ -94,7 +94,8 @@ def load_tracker(model: str | None, backend: str, config, quiet: bool = False):
     rebuild = not click.get_current_context().meta.get("iristrack.no_rebuild", False)
     ctx = click.get_current_context()
     threads = ctx.meta.get("iristrack.threads", 0)
-    pipelined = ctx.params.get("pipelined")
+    # Commands without --pipelined (eval) run one frame at a time and keep every core for inference.
+    pipelined = ctx.params.get("pipelined", False)
     if not threads and (PIPELINED_BY_DEFAULT if pipelined is None else pipelined) and (os.cpu_count() or 1) > 1:
         threads = (os.cpu_count() or 2) - 1
     loaded, notice = load_backend(Path(model) if model else None, backend, rebuild=rebuild, threads=threads)
@@ -111,10 +112,16 @@ def load_tracker(model: str | None, backend: str, config, quiet: bool = False):
 @click.option("--video-out", type=click.Path(dir_okay=False), help="write an overlay video (.mp4)")
 @click.option("--show", is_flag=True, help="live window (q quit, space pause, r record, s snapshot)")
 @click.option("--shape", type=click.Choice(["ellipse", "circle"]), default="ellipse", show_default=True)
-@click.option("--threshold", default=0.35, show_default=True, help="edge probability a boundary point must reach")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=0.35,
+    show_default=True,
+    help="edge probability a boundary point must reach",
+)
 @click.option("--no-smooth", is_flag=True, help="no frame-to-frame smoothing (always off for image folders)")
 @click.option("--realtime", is_flag=True, help="replay a file at its own frame rate, as if it were a camera")
-@click.option("--max-frames", type=int, default=None)
+@click.option("--max-frames", type=click.IntRange(min=1), default=None)
 @click.option("--width", type=int, default=None, help="camera resolution (where OpenCV supports it)")
 @click.option("--height", type=int, default=None)
 @click.option("--fps", "camera_fps", type=float, default=None, help="camera frame rate")
@@ -255,9 +262,9 @@ def run(
 @click.option("--split", "split_name", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
 @click.option("--stored-size", is_flag=True, help="score at the stored size, not the original aspect ratio")
 @click.option("--baseline", is_flag=True, help="also score the classical OpenCV baseline")
-@click.option("--limit", type=int, default=None)
+@click.option("--limit", type=click.IntRange(min=1), default=None)
 @click.option("--shape", type=click.Choice(["ellipse", "circle"]), default="ellipse", show_default=True)
-@click.option("--threshold", default=0.35, show_default=True)
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.35, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def eval_command(
     data, model, backend, split_from, split_name, stored_size, baseline, limit, shape, threshold, as_json
@@ -288,9 +295,12 @@ def eval_command(
 
 def _split_subjects(path: str, split_name: str) -> set[str]:
     """Subjects of one split from a model card (training.split.test_subjects) or a run's split.json."""
-    doc = json.loads(Path(path).read_text())
-    if "subjects" in doc:
-        return set(doc["subjects"][split_name])
+    try:
+        doc = json.loads(Path(path).read_text())
+        if isinstance(doc.get("subjects"), dict):
+            return set(doc["subjects"][split_name])
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        raise TrackerError(f"{path}: not a model card or split.json with a {split_name} split") from None
     split = (doc.get("training") or {}).get("split") or {}
     if split_name == "test" and split.get("test_subjects"):
         return set(split["test_subjects"])
@@ -300,7 +310,7 @@ def _split_subjects(path: str, split_name: str) -> set[str]:
 @main.command()
 @click.argument("source", required=False)
 @_backend_options
-@click.option("--max-frames", type=int, default=2000, show_default=True)
+@click.option("--max-frames", type=click.IntRange(min=1), default=2000, show_default=True)
 @click.option("--realtime", is_flag=True, help="also replay at the source's frame rate: latency and drops")
 @click.option(
     "--pipelined/--sequential",

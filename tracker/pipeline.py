@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from tracker.backends.base import Backend
@@ -94,7 +95,11 @@ class Tracker:
         image = frame.image
         if image is None or image.ndim not in (2, 3) or image.size == 0:
             return FrameResult(frame.source, frame.index, frame.timestamp_s, None, None, Status.BAD_FRAME, 0.0)
-        found = self.fit(self.edges(image), image.shape[:2], self._pre.last_gray)
+        try:
+            edges = self.edges(image)
+        except (cv2.error, ValueError):  # a pixel type or layout the preprocessing cannot take (int32, bool, 2-channel)
+            return FrameResult(frame.source, frame.index, frame.timestamp_s, None, None, Status.BAD_FRAME, 0.0)
+        found = self.fit(edges, image.shape[:2], self._pre.last_gray)
         latency_ms = (time.perf_counter() - t0) * 1e3
         return FrameResult(
             frame.source, frame.index, frame.timestamp_s, found.iris, found.pupil, found.status, latency_ms

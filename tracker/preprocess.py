@@ -60,6 +60,7 @@ class Preprocessor:
         h, w = input_hw
         self._small = np.empty((h, w), dtype=np.float32)
         self._batch = np.empty((1, h, w, 1), dtype=np.float32)
+        self._resized: dict[np.dtype, np.ndarray] = {}  # one resize target per input dtype, reused
         self.last_gray: np.ndarray | None = None
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
@@ -67,7 +68,10 @@ class Preprocessor:
         gray = to_gray(image)
         self.last_gray = gray  # the fitting stage refines boundaries on it (no copy)
         h, w = self.input_hw
-        small = cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA)
+        small = self._resized.get(gray.dtype)
+        if small is None:
+            small = self._resized[gray.dtype] = np.empty((h, w), dtype=gray.dtype)
+        cv2.resize(gray, (w, h), dst=small, interpolation=cv2.INTER_AREA)
         np.multiply(small, unit_scale(gray.dtype), out=self._small, casting="unsafe")
         standardise(self._small, out=self._batch[0, :, :, 0])
         return self._batch

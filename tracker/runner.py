@@ -1,8 +1,8 @@
 """The run loop: a source's frames through a Tracker into sinks, sequential or pipelined, with a summary.
 
 Pipelined (the default): three stages overlap. It pays when inference leaves a core to the fitting
-stage (`iristrack run` gives the CPU backend cpu_count - 1 threads when pipelined): on 2 cores, 300 vs
-214 frames/s sequential (README, "Speed").
+stage (`iristrack run` gives the CPU backend cpu_count - 1 threads when pipelined): on 2 cores, 279-300
+vs 204 frames/s sequential (README, "Speed").
 The source's own thread decodes; an inference thread runs `Tracker.edges` and copies each edge map
 into a small ring of preallocated (h, w, 2) buffers; the calling thread fits (smoothing is stateful, so
 strictly in frame order) and writes to the sinks. Stages are joined by bounded queues. Recorded media

@@ -352,7 +352,9 @@ class WindowSink(_Closing):
 
     def __init__(self, title: str = "iristrack", *, out_dir: str | Path = ".", record_fps: float | None = None) -> None:
         if not has_gui():
-            raise TrackerError("--show needs a GUI build of OpenCV (pip install opencv-python)")
+            raise TrackerError(
+                "--show needs a GUI build of OpenCV: pip uninstall opencv-python-headless && pip install opencv-python"
+            )
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise TrackerError("--show needs a display, but neither DISPLAY nor WAYLAND_DISPLAY is set")
         self.title = title
