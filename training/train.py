@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -220,10 +221,9 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = l
     ]
     (run / "config.json").write_text(json.dumps(saved, indent=1))
     keras.utils.set_random_seed(cfg.seed)
-    try:
+    # TensorFlow already initialised in this process (tests, notebooks) refuses the change: keep its setting.
+    with contextlib.suppress(RuntimeError):
         tf.config.threading.set_inter_op_parallelism_threads(2)
-    except RuntimeError:  # TensorFlow already initialised in this process (tests, notebooks): keep its setting
-        pass
 
     parts = _split_samples(cfg, run)
     batches = _Batches(parts["train"], cfg)
