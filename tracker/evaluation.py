@@ -100,15 +100,6 @@ def _bbox(e: Ellipse) -> tuple[float, float, float, float]:
     return e.cx - hw, e.cy - hh, e.cx + hw, e.cy + hh
 
 
-def _inside(e: Ellipse, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Boolean array: which (x, y) grid samples lie inside `e`."""
-    c, s = math.cos(e.angle_rad), math.sin(e.angle_rad)
-    dx, dy = x - e.cx, y - e.cy
-    u = (dx * c + dy * s) / max(e.semi_major, 1e-12)
-    v = (-dx * s + dy * c) / max(e.semi_minor, 1e-12)
-    return u * u + v * v <= 1.0
-
-
 def ellipse_iou(gt: Ellipse, pred: Ellipse) -> float:
     """Area of intersection / area of union of the two filled ellipses, in [0, 1]."""
     # Union = exact areas - intersection; only the intersection is sampled, on a fine grid over the overlap
@@ -120,7 +111,7 @@ def ellipse_iou(gt: Ellipse, pred: Ellipse) -> float:
     xs = x0 + (np.arange(IOU_GRID) + 0.5) * ((x1 - x0) / IOU_GRID)
     ys = y0 + (np.arange(IOU_GRID) + 0.5) * ((y1 - y0) / IOU_GRID)
     x, y = np.meshgrid(xs, ys)
-    both = np.count_nonzero(_inside(gt, x, y) & _inside(pred, x, y))
+    both = np.count_nonzero(gt.contains(x, y) & pred.contains(x, y))
     inter = both * (x1 - x0) * (y1 - y0) / IOU_GRID**2
     union = gt.area_px2 + pred.area_px2 - inter
     return float(inter / union) if union > 0 else 0.0

@@ -194,17 +194,9 @@ def refine_on_image(
     return fit.ellipse
 
 
-def _inside(outer: Ellipse, xy: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """(N,) bool: whether each (N, 2) point lies inside `outer` grown by `scale`."""
-    c, s = np.cos(outer.angle_rad), np.sin(outer.angle_rad)
-    dx, dy = xy[:, 0] - outer.cx, xy[:, 1] - outer.cy
-    u, v = c * dx + s * dy, -s * dx + c * dy
-    return (u / (scale * outer.semi_major)) ** 2 + (v / (scale * outer.semi_minor)) ** 2 <= 1.0
-
-
 def pupil_fits_iris(pupil: Ellipse, iris: Ellipse) -> bool:
     """The pupil lies inside the iris (5% slack for fitting noise) and is clearly smaller than it."""
-    return bool(_inside(iris, pupil.points(16), 1.05).all()) and pupil.semi_major < 0.92 * iris.semi_major
+    return bool(iris.contains(*pupil.points(16).T, scale=1.05).all()) and pupil.semi_major < 0.92 * iris.semi_major
 
 
 def fit_eye(

@@ -77,6 +77,14 @@ class Ellipse:
         y = self.semi_minor * np.sin(t)
         return np.stack([self.cx + c * x - s * y, self.cy + s * x + c * y], axis=-1)
 
+    def contains(self, x: np.ndarray, y: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """Boolean array: which points (x, y) lie inside this ellipse grown by `scale`."""
+        c, s = math.cos(self.angle_rad), math.sin(self.angle_rad)
+        dx, dy = x - self.cx, y - self.cy
+        u = (dx * c + dy * s) / max(scale * self.semi_major, 1e-12)
+        v = (-dx * s + dy * c) / max(scale * self.semi_minor, 1e-12)
+        return u * u + v * v <= 1.0
+
     def scaled(self, sx: float, sy: float) -> Ellipse:
         """The image of this ellipse under (x, y) -> (sx * x, sy * y), exact for anisotropic scales."""
         return self.affine(np.array([[sx, 0.0, 0.0], [0.0, sy, 0.0]]))
