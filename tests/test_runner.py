@@ -20,12 +20,17 @@ from tracker.fitting import EyeFit
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.sinks import JsonlSink, MultiSink, VideoSink
 from tracker.sources import CameraOptions, open_source
-from tracker.structures import Status
+from tracker.structures import Frame, Status
 
 SMOKE_MODEL = Path("/tmp/exp/eng_smoke/model.onnx")
 IRISTRACK = Path(sys.executable).with_name("iristrack")
 IMAGE_HW = (16, 16)  # = the stub's input: preprocessing keeps the position of the one bright pixel
-MODES = pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined", "sequential"])
+LIVE_MODES = pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined", "sequential"])
+# Recorded media: pipelined with the source's prefetch thread, or decoding on the calling thread (what
+# `iristrack run` does), and sequential.
+MODES = pytest.mark.parametrize(
+    ("pipelined", "prefetch"), [(True, True), (True, False), (False, True)], ids=["pipelined", "inline", "sequential"]
+)
 
 
 class StubBackend:
@@ -140,12 +145,12 @@ def _no_leaked_threads():
 
 
 @MODES
-def test_every_frame_in_order_with_its_own_edges(tmp_path, pipelined):
+def test_every_frame_in_order_with_its_own_edges(tmp_path, pipelined, prefetch):
     n = 120
     folder = pixel_frames(tmp_path / "frames", n)
     tracker = RecordingTracker(StubBackend(jitter_s=0.002))
     sink = ListSink(delay_s=0.0005)
-    with open_source(str(folder)) as src:
+    with open_source(str(folder), prefetch=prefetch) as src:
         summary = runner.run(src, tracker, sink, pipelined=pipelined)
     assert summary.frames == n and summary.pipelined == pipelined and not summary.interrupted
     assert sink.indices == list(range(n))
@@ -168,23 +173,52 @@ def test_pipelined_and_sequential_write_the_same_results(tmp_path):
 
 
 @MODES
-def test_slow_output_never_drops_a_recorded_frame(tmp_path, pipelined):
+def test_slow_output_never_drops_a_recorded_frame(tmp_path, pipelined, prefetch):
     video = write_video(tmp_path / "clip.mp4", 30)
     sink = ListSink(delay_s=0.01)  # the queues fill up: inference must wait, not skip
-    with open_source(str(video)) as src:
+    with open_source(str(video), prefetch=prefetch) as src:
         summary = runner.run(src, Tracker(StubBackend()), sink, pipelined=pipelined)
     assert sink.indices == list(range(30)) and summary.dropped_frames == 0
 
 
 @MODES
-def test_max_frames_stops_exactly(tmp_path, pipelined):
+def test_max_frames_stops_exactly(tmp_path, pipelined, prefetch):
     folder = pixel_frames(tmp_path / "frames", 20)
     tracker = RecordingTracker(StubBackend())
     sink = ListSink()
-    with open_source(str(folder)) as src:
+    with open_source(str(folder), prefetch=prefetch) as src:
         summary = runner.run(src, tracker, sink, pipelined=pipelined, max_frames=7)
     assert summary.frames == 7 and sink.indices == list(range(7))
     assert tracker.backend.calls <= 7  # the inference stage did not read ahead past the limit
+
+
+class ListSource:
+    """A recorded source over in-memory frames."""
+
+    is_live, fps, dropped_frames = False, None, 0
+
+    def __init__(self, frames) -> None:
+        self.frames, self.frame_count = frames, len(frames)
+
+    def __iter__(self):
+        return iter(self.frames)
+
+    def close(self) -> None:
+        pass
+
+
+@MODES
+def test_unusable_frames_become_bad_frame_results_in_order(pipelined, prefetch):
+    good = np.zeros(IMAGE_HW, np.uint8)
+    images = [good, np.zeros((*IMAGE_HW, 2), np.uint8), good, None, good, np.zeros((0, 0), np.uint8), good]
+    sink = ListSink()
+    statuses = []
+    src = ListSource([Frame(image, i, i / 30) for i, image in enumerate(images)])
+    summary = runner.run(
+        src, Tracker(StubBackend()), sink, pipelined=pipelined, on_result=lambda r: statuses.append(r.status)
+    )
+    assert summary.frames == len(images) and sink.indices == list(range(len(images)))
+    assert [s == Status.BAD_FRAME for s in statuses] == [False, True, False, True, False, True, False]
 
 
 def test_truncated_video_processes_the_frames_before_the_cut(tmp_path):
@@ -235,7 +269,7 @@ def camera(*sessions: FakeCapture):
     return lambda target, api: queue.pop(0) if queue else FakeCapture(0, opened=False)
 
 
-@MODES
+@LIVE_MODES
 def test_failing_live_source_ends_the_run_with_a_message(pipelined):
     messages: list[str] = []
     sink = ListSink()
@@ -292,12 +326,12 @@ def test_live_run_stops_promptly_when_the_camera_stalls():
 
 
 @MODES
-def test_sink_error_stops_the_run_and_sinks_are_closed(tmp_path, pipelined):
+def test_sink_error_stops_the_run_and_sinks_are_closed(tmp_path, pipelined, prefetch):
     video = write_video(tmp_path / "clip.mp4", 30)
     jsonl, failing = tmp_path / "out.jsonl", ListSink(fail_at=5)
     with (
         pytest.raises(OSError, match="disk full"),
-        open_source(str(video)) as src,
+        open_source(str(video), prefetch=prefetch) as src,
         MultiSink([JsonlSink(jsonl), failing]) as sink,
     ):
         runner.run(src, Tracker(StubBackend()), sink, pipelined=pipelined)
@@ -307,12 +341,12 @@ def test_sink_error_stops_the_run_and_sinks_are_closed(tmp_path, pipelined):
 
 
 @MODES
-def test_inference_error_reaches_the_caller_with_earlier_frames_written(tmp_path, pipelined):
+def test_inference_error_reaches_the_caller_with_earlier_frames_written(tmp_path, pipelined, prefetch):
     video = write_video(tmp_path / "clip.mp4", 30)
     jsonl = tmp_path / "out.jsonl"
     with (
         pytest.raises(RuntimeError, match="inference failed at call 7"),
-        open_source(str(video)) as src,
+        open_source(str(video), prefetch=prefetch) as src,
         JsonlSink(jsonl) as sink,
     ):
         runner.run(src, Tracker(StubBackend(fail_at=7)), sink, pipelined=pipelined)
@@ -321,20 +355,20 @@ def test_inference_error_reaches_the_caller_with_earlier_frames_written(tmp_path
 
 
 @MODES
-def test_window_quit_ends_the_run(tmp_path, pipelined):
+def test_window_quit_ends_the_run(tmp_path, pipelined, prefetch):
     folder = pixel_frames(tmp_path / "frames", 30)
     sink = ListSink(quit_after=4)
-    with open_source(str(folder)) as src:
+    with open_source(str(folder), prefetch=prefetch) as src:
         summary = runner.run(src, Tracker(StubBackend()), MultiSink([sink]), pipelined=pipelined)
     assert summary.frames == 4 and sink.indices == [0, 1, 2, 3] and not summary.interrupted
 
 
 @MODES
-def test_sigterm_finishes_the_current_frame_and_restores_the_handler(tmp_path, pipelined):
+def test_sigterm_finishes_the_current_frame_and_restores_the_handler(tmp_path, pipelined, prefetch):
     folder = pixel_frames(tmp_path / "frames", 40)
     before = signal.getsignal(signal.SIGTERM)
     sink = ListSink(signal_at=10)
-    with open_source(str(folder)) as src:
+    with open_source(str(folder), prefetch=prefetch) as src:
         summary = runner.run(src, Tracker(StubBackend()), sink, pipelined=pipelined)
     assert summary.interrupted and sink.indices == list(range(11))
     assert signal.getsignal(signal.SIGTERM) is before

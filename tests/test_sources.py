@@ -55,14 +55,19 @@ def _no_leaked_threads():
 # --- recorded media -----------------------------------------------------------------------------
 
 
-def test_video_delivers_every_frame_in_order(tmp_path):
+PREFETCH = pytest.mark.parametrize("prefetch", [True, False], ids=["prefetch", "inline"])
+
+
+@PREFETCH
+def test_video_delivers_every_frame_in_order(tmp_path, prefetch):
     path = write_video(tmp_path / "clip.mp4")
-    with open_source(str(path)) as src:
+    with open_source(str(path), prefetch=prefetch) as src:
         assert (src.fps, src.frame_count, src.is_live) == (30.0, N_FRAMES, False)
         frames = []
         for f in src:
             time.sleep(0.002)  # a consumer slower than decoding still gets every frame
             frames.append(f)
+            assert prefetch or not source_threads()  # inline: decoded on this thread, no worker
     assert [f.index for f in frames] == list(range(N_FRAMES))
     assert [frame_number(f) for f in frames] == list(range(N_FRAMES))
     assert all(abs(float(f.image[:, -8:].mean()) - f.index * GRAY_STEP) < GRAY_TOL for f in frames)
@@ -79,6 +84,13 @@ def test_early_exit_stops_prefetch_thread(tmp_path):
         time.sleep(0.05)  # let the prefetch queue fill, so the worker is blocked on a full queue
     assert first.index == 0
     assert list(src) == []  # a closed source is exhausted
+
+
+def test_inline_source_closed_early_is_exhausted(tmp_path):
+    path = write_video(tmp_path / "clip.mp4")
+    with open_source(str(path), prefetch=False) as src:
+        assert next(src).index == 0
+    assert list(src) == []
 
 
 @pytest.mark.parametrize(
@@ -117,12 +129,13 @@ def write_images(folder: Path, names: list[str]) -> None:
         cv2.imwrite(str(folder / name), np.full((12, 16), i, np.uint8))
 
 
-def test_folder_skips_corrupt_image_and_sorts_naturally(tmp_path):
+@PREFETCH
+def test_folder_skips_corrupt_image_and_sorts_naturally(tmp_path, prefetch):
     write_images(tmp_path, ["frame2.png", "frame10.png", "frame1.png"])
     (tmp_path / "frame3.png").write_bytes(b"not a png")
     (tmp_path / "notes.txt").write_text("ignored")
     skipped: list[str] = []
-    with open_source(str(tmp_path), on_skip=skipped.append) as src:
+    with open_source(str(tmp_path), on_skip=skipped.append, prefetch=prefetch) as src:
         assert src.frame_count == 4 and src.fps is None and not src.is_live
         frames = list(src)
     assert [Path(f.source).name for f in frames] == ["frame1.png", "frame2.png", "frame10.png"]
@@ -167,14 +180,15 @@ def test_bad_sources_raise_one_line_errors(tmp_path):
         assert "\n" not in str(info.value)
 
 
-def test_truncated_video_delivers_frames_up_to_the_cut(tmp_path):
+@PREFETCH
+def test_truncated_video_delivers_frames_up_to_the_cut(tmp_path, prefetch):
     # AVI keeps its index at the end, so a cut file still opens and decodes up to the cut (like a crashed recorder).
     full = write_video(tmp_path / "full.avi", fourcc="MJPG", noise=True)
     data = full.read_bytes()
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: int(len(data) * 0.6)])
     skipped: list[str] = []
-    with open_source(str(cut), on_skip=skipped.append) as src:
+    with open_source(str(cut), on_skip=skipped.append, prefetch=prefetch) as src:
         frames = list(src)
     assert 0 < len(frames) < N_FRAMES
     assert [f.index for f in frames] == list(range(len(frames)))

@@ -109,15 +109,15 @@ class LoopedSource:
     is_live = False
     dropped_frames = 0
 
-    def __init__(self, spec: str, total: int) -> None:
-        self.spec, self.frame_count = spec, total
+    def __init__(self, spec: str, total: int, prefetch: bool = True) -> None:
+        self.spec, self.frame_count, self.prefetch = spec, total, prefetch
         self._current: Source | None = None
         self._closed = False
 
     def __iter__(self) -> Iterator[Frame]:
         n, offset_s = 0, 0.0
         while n < self.frame_count and not self._closed:
-            with open_source(self.spec) as source:
+            with open_source(self.spec, prefetch=self.prefetch) as source:
                 self._current = source
                 last_ts, in_pass = 0.0, 0
                 for frame in source:
@@ -161,7 +161,7 @@ def bench_stages(tracker: Tracker, frames: list, out_dir: Path, repeat: int = 1)
 def bench_end_to_end(tracker: Tracker, spec: str, out_dir: Path, max_frames: int, pipelined: bool) -> tuple[int, float]:
     """Frames and seconds for source -> tracker -> JSONL, as `iristrack run` does it."""
     tracker.reset()
-    with open_source(spec) as source, JsonlSink(out_dir / "e2e.jsonl") as sink:
+    with open_source(spec, prefetch=not pipelined) as source, JsonlSink(out_dir / "e2e.jsonl") as sink:
         summary = run(source, tracker, sink, max_frames=max_frames, pipelined=pipelined)
     return summary.frames, summary.elapsed_s
 
@@ -199,7 +199,10 @@ def bench_soak(tracker: Tracker, spec: str, out_dir: Path, frames: int, pipeline
 
     tracker.reset()
     start = rss_mb()
-    with contextlib.closing(LoopedSource(spec, frames)) as source, JsonlSink(out_dir / "soak.jsonl") as sink:
+    with (
+        contextlib.closing(LoopedSource(spec, frames, prefetch=not pipelined)) as source,
+        JsonlSink(out_dir / "soak.jsonl") as sink,
+    ):
         summary = run(source, tracker, sink, pipelined=pipelined, on_result=on_result)
     end = rss_mb()
     after = at_warmup[0] if at_warmup else start

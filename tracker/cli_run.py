@@ -167,7 +167,7 @@ def run(
     skipped: list[str] = []
 
     def on_skip(message: str) -> None:
-        # Called from the source's consumer (the inference thread when pipelined); tqdm.write keeps the
+        # Called from the source's consumer (the inference thread for live sources); tqdm.write keeps the
         # message on its own line above the progress bar instead of glued to its end.
         from tqdm import tqdm
 
@@ -176,7 +176,11 @@ def run(
 
     camera = CameraOptions(width=width, height=height, fps=camera_fps, exposure=exposure)
     with ExitStack() as stack:
-        src = stack.enter_context(open_source(source, realtime=realtime, camera=camera, on_skip=on_skip))
+        # Pipelined runs decode recorded media on the calling thread: a third busy thread slows a 2-core machine.
+        inline = PIPELINED_BY_DEFAULT if pipelined is None else pipelined
+        src = stack.enter_context(
+            open_source(source, realtime=realtime, camera=camera, on_skip=on_skip, prefetch=not inline)
+        )
         folder_like = not src.is_live and src.fps is None
         tracker = stack.enter_context(
             load_tracker(model, backend, _tracker_config(shape, threshold, not no_smooth and not folder_like), quiet)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from tracker import kernels
 from tracker.geometry import EllipseFit, fit_circle_robust, fit_ellipse_robust
 from tracker.preprocess import LIMBUS, PUPIL, model_to_frame_xy
 from tracker.structures import Boundary, Ellipse, Status
@@ -49,37 +50,11 @@ class EyeFit:
 
 
 def ridge_points(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W) float32 edge probability -> ((N, 2) float64 sub-pixel ridge centres xy, (N,) peak probabilities).
+    """(H, W) edge probability -> ((N, 2) float64 sub-pixel ridge centres xy, (N,) peak probabilities).
 
     Only pixels above `threshold` are examined, so the cost follows the edge length, not the image size.
     """
-    h, w = prob.shape
-    ys, xs = np.nonzero(prob[1:-1, 1:-1] >= threshold)
-    if len(xs) == 0:
-        return np.empty((0, 2)), np.empty(0)
-    ys += 1
-    xs += 1
-    c = prob[ys, xs]
-    left, r = prob[ys, xs - 1], prob[ys, xs + 1]
-    u, d = prob[ys - 1, xs], prob[ys + 1, xs]
-    gx, gy = (r - left) * 0.5, (d - u) * 0.5
-    hxx, hyy = r - 2 * c + left, d - 2 * c + u
-    hxy = (prob[ys + 1, xs + 1] - prob[ys + 1, xs - 1] - prob[ys - 1, xs + 1] + prob[ys - 1, xs - 1]) * 0.25
-    # Normal = eigenvector of the most negative Hessian eigenvalue (largest curvature across the ridge).
-    half_trace, det_term = (hxx + hyy) * 0.5, np.sqrt(((hxx - hyy) * 0.5) ** 2 + hxy**2)
-    lam = half_trace - det_term
-    nx, ny = hxy, lam - hxx
-    flat = (np.abs(nx) + np.abs(ny)) < 1e-9
-    nx, ny = np.where(flat, lam - hyy, nx), np.where(flat, hxy, ny)
-    norm = np.hypot(nx, ny) + 1e-12
-    nx, ny = nx / norm, ny / norm
-    curvature = hxx * nx * nx + 2 * hxy * nx * ny + hyy * ny * ny
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = -(gx * nx + gy * ny) / curvature
-    # A ridge centre belongs to this pixel when the step stays inside it and the profile is a maximum.
-    keep = (curvature < 0) & (np.abs(t * nx) <= 0.5) & (np.abs(t * ny) <= 0.5)
-    xy = np.stack([xs[keep] + t[keep] * nx[keep], ys[keep] + t[keep] * ny[keep]], axis=1)
-    return xy, c[keep]
+    return kernels.ridge_points(np.asarray(prob, dtype=np.float32), float(threshold))
 
 
 def _confidence(fit: EllipseFit, peaks: np.ndarray) -> float:

@@ -1,8 +1,10 @@
-"""Pure geometry: least-squares and robust (RANSAC) ellipse and circle fits, point-to-ellipse distances."""
+"""Pure geometry: least-squares and robust (RANSAC) ellipse and circle fits, point-to-ellipse distances.
+
+The per-point loops of the ellipse path are compiled (tracker.kernels); this module keeps the decisions.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from tracker import kernels
 from tracker.structures import Ellipse
 
 MIN_AXIS_RATIO = 0.2  # semi_minor / semi_major below this is not a pupil or limbus seen by an eye camera
@@ -17,7 +20,6 @@ MIN_SEMI_MINOR_PX = 0.5
 MAX_SIZE_IN_SPREADS = 10.0  # a semi-major larger than this many point spreads is a near-line, not an eye
 COVERAGE_BINS = 36
 GEOMETRIC_STEPS = 2  # robust Gauss-Newton steps on orthogonal distances after the least-squares refit
-BLAS_SINGLE_THREAD_MNK = 65536 * 4  # OpenBLAS runs a GEMM with M*N*K up to this on the calling thread
 LOCAL_OPT_ROUNDS = 1  # refit-all-hypotheses-on-their-inliers rounds inside RANSAC
 SEED_ROUNDS = 3  # trimmed least-squares rounds (fit, keep the points within tolerance, fit again) before RANSAC
 EARLY_EXIT_INLIER_FRACTION = 0.9  # a trimmed least-squares seed this good skips RANSAC: only refined
@@ -102,17 +104,8 @@ def ellipse_distance_px(e: Ellipse, xy: np.ndarray) -> np.ndarray:
 
 def angular_coverage(e: Ellipse, xy: np.ndarray, bins: int = COVERAGE_BINS) -> float:
     """Fraction of `bins` equal sectors of the ellipse's parametric angle (0..2pi) that hold at least one point."""
-    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-    if len(xy) == 0:
-        return 0.0
-    c, s = math.cos(e.angle_rad), math.sin(e.angle_rad)
-    dx, dy = xy[:, 0] - e.cx, xy[:, 1] - e.cy
-    # Parametric rather than polar angle, so equal bins are comparable pieces of a flat ellipse's perimeter.
-    t = np.arctan2((-s * dx + c * dy) / max(e.semi_minor, 1e-9), (c * dx + s * dy) / max(e.semi_major, 1e-9))
-    idx = np.floor(np.mod(t, 2 * math.pi) * (bins / (2 * math.pi))).astype(np.int64) % bins
-    hit = np.zeros(bins, dtype=bool)
-    hit[idx] = True
-    return float(np.count_nonzero(hit) / bins)
+    xy = np.ascontiguousarray(xy, dtype=np.float64).reshape(-1, 2)
+    return float(kernels.angular_coverage(e.cx, e.cy, e.semi_major, e.semi_minor, e.angle_rad, xy, bins))
 
 
 def fit_ellipse_robust(
@@ -130,7 +123,7 @@ def fit_ellipse_robust(
     points it is only refined; otherwise it competes with the RANSAC hypotheses, whose count adapts to the
     best inlier ratio seen (at most `iterations`).
     """
-    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    xy = np.ascontiguousarray(xy, dtype=np.float64).reshape(-1, 2)
     n = len(xy)
     if n < max(min_points, 5) or not np.isfinite(xy).all():
         return None
@@ -143,40 +136,22 @@ def fit_ellipse_robust(
         return _refine(
             xy, seed_inliers, inlier_tol_px, min_points, _fit_direct, _ellipse_step, scale, seed_fit, geometric_steps
         )
-    norm = centred / scale
-    design, rhs = _conic_design(norm)
-    tol2 = np.float32((inlier_tol_px / scale) ** 2)
-    rng = np.random.default_rng(seed)
-    seed_conic = None if seed_fit is None else _conic_of(seed_fit, mean, scale)[None, :]
-    best, best_cost, best_count = None, np.inf, seed_count
-    done, need = 0, _ransac_iterations(seed_count / n, iterations)
-    while done < need:
-        batch = min(need - done, RANSAC_BATCH) if done else min(need, RANSAC_BATCH)
-        conics = _solve_conics(*_minimal_systems(design, rhs, n, batch, rng))
-        if seed_conic is not None:
-            conics, seed_conic = np.concatenate([seed_conic, conics]), None
-        done += batch
-        # Minimal 5-point conics through noisy points are poor, so a dense lid line can outscore every one
-        # of them. Local optimisation: refit every hypothesis on its own inliers (all at once, one matmul)
-        # and score again; a rough clean sample becomes a good fit, a lid-hugging one stays poor.
-        for round_ in range(LOCAL_OPT_ROUNDS + 1):
-            conics = conics[_is_plausible_conic(conics)]
-            if len(conics) == 0:
-                break
-            d2 = _sampson_sq(conics, norm)
-            np.minimum(d2, tol2, out=d2)
-            cost = d2.sum(axis=0)
-            j = int(np.argmin(cost))
-            if cost[j] < best_cost:
-                best, best_cost = d2[:, j] < tol2, cost[j]
-                best_count = max(best_count, int(np.count_nonzero(best)))
-            if round_ < LOCAL_OPT_ROUNDS:
-                # In place: truncated d2 <= tol2, so sign(tol2 - d2) is the 0/1 inlier weight.
-                np.subtract(tol2, d2, out=d2)
-                np.sign(d2, out=d2)
-                conics = _weighted_conics(design, rhs, d2)
-        need = _ransac_iterations(best_count / n, iterations)
-    if best is None:
+    seed_conic = np.empty(0) if seed_fit is None else _conic_of(seed_fit, mean, scale)
+    best = kernels.ransac_conic(
+        centred / scale,
+        (inlier_tol_px / scale) ** 2,
+        seed_conic,
+        seed_count,
+        iterations,
+        seed,
+        MISS_PROBABILITY,
+        MIN_RANSAC_ITERATIONS,
+        RANSAC_BATCH,
+        LOCAL_OPT_ROUNDS,
+        MIN_AXIS_RATIO,
+        MAX_SIZE_IN_SPREADS,
+    )
+    if not best.any():
         return None
     return _refine(xy, best, inlier_tol_px, min_points, _fit_direct, _ellipse_step, scale, None, geometric_steps)
 
@@ -289,15 +264,7 @@ def _trimmed_direct(
 
 def _sampson_px(e: Ellipse, xy: np.ndarray) -> np.ndarray:
     """(N, 2) pixels -> (N,) unsigned Sampson distance to the ellipse (first-order orthogonal distance), pixels."""
-    c, s = math.cos(e.angle_rad), math.sin(e.angle_rad)
-    uv = (xy - np.array([e.cx, e.cy])) @ np.array([[c, -s], [s, c]])  # points in the ellipse frame
-    grad = uv * np.array([1.0 / (e.semi_major * e.semi_major), 1.0 / (e.semi_minor * e.semi_minor)])
-    val = np.einsum("ij,ij->i", uv, grad)
-    val -= 1.0
-    np.abs(val, out=val)
-    # The implicit function is u^2/a^2 + v^2/b^2 - 1 and its gradient 2 (u/a^2, v/b^2).
-    val /= 2.0 * np.sqrt(np.einsum("ij,ij->i", grad, grad)) + 1e-300
-    return val
+    return kernels.sampson_px(e.cx, e.cy, e.semi_major, e.semi_minor, e.angle_rad, xy)
 
 
 def _conic_of(e: Ellipse, mean: np.ndarray, scale: float) -> np.ndarray:
@@ -308,26 +275,6 @@ def _conic_of(e: Ellipse, mean: np.ndarray, scale: float) -> np.ndarray:
     a, b, cc = c * c * ia2 + s * s * ib2, 2 * c * s * (ia2 - ib2), s * s * ia2 + c * c * ib2
     q = np.array([a, b, cc, -2 * a * x0 - b * y0, -b * x0 - 2 * cc * y0, a * x0 * x0 + b * x0 * y0 + cc * y0 * y0 - 1])
     return q / (a + cc)  # A + C = 1, as the minimal solutions
-
-
-def _ransac_iterations(inlier_ratio: float, cap: int, sample_size: int = 5) -> int:
-    """Samples so that all are unclean with probability < MISS_PROBABILITY, in [MIN_RANSAC_ITERATIONS, cap]."""
-    clean = inlier_ratio**sample_size
-    if clean >= 1.0:
-        need = 0
-    elif clean <= 0.0:
-        need = cap
-    else:
-        need = math.ceil(math.log(MISS_PROBABILITY) / math.log1p(-clean))
-    return min(cap, max(MIN_RANSAC_ITERATIONS, need))
-
-
-def _minimal_systems(
-    design: np.ndarray, rhs: np.ndarray, n: int, count: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 5) design, (N,) rhs -> (count, 5, 5) and (count, 5): the conic systems of random 5-point subsets."""
-    idx = _sample_subsets(n, 5, count, rng)
-    return design[idx], rhs[idx]
 
 
 def _tukey_weights(resid: np.ndarray, tol_px: float) -> np.ndarray:
@@ -405,6 +352,7 @@ def _circle_step(e: Ellipse, xy: np.ndarray, tol_px: float, warm: Foot | None) -
 
 
 Foot = tuple[np.ndarray, np.ndarray]  # (2, N) points (u, v) in the ellipse frame; (2, N) (cos t, sin t) of the foot
+_NO_WARM = np.empty((2, 0))
 
 
 def _distance_px(e: Ellipse, xy: np.ndarray, warm: Foot | None = None) -> np.ndarray:
@@ -417,43 +365,8 @@ def _distance_px(e: Ellipse, xy: np.ndarray, warm: Foot | None = None) -> np.nda
 
 def _foot_points(e: Ellipse, xy: np.ndarray, warm: Foot | None = None) -> Foot:
     """(N, 2) pixels -> (2, N) points (u, v) in the ellipse frame and (2, N) (cos t, sin t) of their closest points."""
-    c, s = math.cos(e.angle_rad), math.sin(e.angle_rad)
-    uv = np.array([[c, s], [-s, c]]) @ (xy - np.array([e.cx, e.cy])).T
-    # Chatfield's trig-free iteration on the first quadrant (the foot point lies in the point's quadrant);
-    # it converges from (1/sqrt2, 1/sqrt2) in 3 steps for points inside and outside alike (other starts can
-    # find a non-closest normal inside), and in one step from the foot points of an ellipse a step away.
-    # Rows are x and y: each operation serves both coordinates.
-    p = np.abs(uv)
-    a, b = max(e.semi_major, 1e-9), max(e.semi_minor, 1e-9)
-    k = a * a - b * b
-    ab = np.array([[a], [b]])
-    kab = np.array([[k / a], [-k / b]])
-    if warm is None:
-        t = np.full_like(p, math.sqrt(0.5))
-        iterations = 3
-    else:
-        t = np.abs(warm[1])
-        iterations = 1
-    for _ in range(iterations):
-        ev = t * t
-        ev *= t
-        ev *= kab  # evolute point of the current estimate
-        r = ab * t
-        r -= ev
-        rn = np.hypot(r[0], r[1])
-        q = p - ev
-        qn = np.hypot(q[0], q[1])
-        np.maximum(qn, 1e-12, out=qn)
-        rn /= qn
-        q *= rn
-        q += ev
-        q /= ab
-        np.clip(q, 0.0, 1.0, out=q)
-        qn = np.hypot(q[0], q[1])
-        np.maximum(qn, 1e-12, out=qn)
-        q /= qn
-        t = q
-    return uv, np.copysign(t, uv)
+    warm_cs, iterations = (_NO_WARM, 3) if warm is None else (warm[1], 1)
+    return kernels.foot_points(e.cx, e.cy, e.semi_major, e.semi_minor, e.angle_rad, xy, warm_cs, iterations)
 
 
 def _spread_px(xy: np.ndarray) -> float:
@@ -492,84 +405,6 @@ def _sample_subsets(n: int, k: int, count: int, rng: np.random.Generator) -> np.
             break
         idx[dup] = rng.integers(0, n, size=(int(dup.sum()), k))
     return idx
-
-
-def _conic_design(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 2) normalised points -> (N, 5) rows and (N,) right-hand sides of the conic equation with A + C = 1.
-
-    Every ellipse has A + C != 0 (A and C share a sign), so fixing A + C = 1 loses none and turns the
-    homogeneous 6-unknown problem into a plain linear one: A (x^2 - y^2) + B xy + D x + E y + F = -y^2.
-    """
-    x, y = p[:, 0], p[:, 1]
-    return np.column_stack([x * x - y * y, x * y, x, y, np.ones_like(x)]), -(y * y)
-
-
-def _as_conics(sol: np.ndarray) -> np.ndarray:
-    """(K, 5) solutions (A, B, D, E, F) -> (K, 6) conics (A, B, C, D, E, F) with C = 1 - A."""
-    a = sol[:, 0]
-    return np.column_stack([a, sol[:, 1], 1.0 - a, sol[:, 2], sol[:, 3], sol[:, 4]])
-
-
-def _solve_conics(m: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """(K, 5, 5) minimal systems, (K, 5) right-hand sides -> (K, 6) conics; NaN rows where singular."""
-    try:
-        sol = np.linalg.solve(m, rhs[..., None])[..., 0]
-    except np.linalg.LinAlgError:
-        # One exactly singular subset fails the whole batch; solve row by row only then.
-        sol = np.full(rhs.shape, np.nan)
-        for i in range(len(m)):
-            with contextlib.suppress(np.linalg.LinAlgError):
-                sol[i] = np.linalg.solve(m[i], rhs[i])
-    return _as_conics(sol)
-
-
-def _weighted_conics(design: np.ndarray, rhs: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(N, 5), (N,), (N, K) weights -> (K, 6) weighted algebraic least-squares conics, one per column."""
-    n = len(design)
-    # Normal equations of all K hypotheses at once: weighted sums of [m m^T | m r] are one matmul.
-    z = np.concatenate([(design[:, :, None] * design[:, None, :]).reshape(n, 25), design * rhs[:, None]], axis=1)
-    zt = np.ascontiguousarray(z.T, dtype=np.float32)
-    # Column blocks small enough that OpenBLAS stays on this thread: waking its pool for a product this
-    # size costs more than the product, and a lot more on a loaded machine.
-    block = max(1, BLAS_SINGLE_THREAD_MNK // (zt.size + 1))
-    acc = np.concatenate([zt @ weights[:, i : i + block] for i in range(0, weights.shape[1], block)], axis=1)
-    acc = acc.T.astype(np.float64)  # (K, 30)
-    gram, h = acc[:, :25].reshape(-1, 5, 5), acc[:, 25:]
-    gram += 1e-9 * np.eye(5)  # hypotheses with < 5 inliers stay solvable (and are then rejected as conics)
-    return _solve_conics(gram, h)
-
-
-def _is_plausible_conic(q: np.ndarray) -> np.ndarray:
-    """(K, 6) conics in normalised units -> (K,) bool: a real ellipse of plausible size and axis ratio."""
-    a, b, c, d, e, f = q.T
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        det = 4 * a * c - b * b
-        f0 = f + 0.5 * (d * (b * e - 2 * c * d) + e * (b * d - 2 * a * e)) / det  # conic value at the centre
-        sgn = np.sign(a + c)
-        half, root = 0.5 * (a + c) * sgn, np.hypot(0.5 * (a - c), 0.5 * b)
-        lam_max, lam_min = half + root, half - root
-        ok = (det > 0) & (f0 * sgn < 0)
-        ok &= lam_min >= MIN_AXIS_RATIO**2 * lam_max
-        ok &= -f0 * sgn <= MAX_SIZE_IN_SPREADS**2 * lam_min
-    return ok & np.isfinite(q).all(axis=1)
-
-
-def _sampson_sq(q: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """(K, 6) conics, (N, 2) points -> (N, K) float32 squared Sampson distance (first-order orthogonal distance)."""
-    # float32 and in-place ops: half the memory traffic and no page-faulting temporaries; ample for scoring.
-    q, p = q.astype(np.float32), p.astype(np.float32)
-    x, y = p[:, 0:1], p[:, 1:2]
-    one = np.ones_like(x)
-    val = np.hstack([x * x, x * y, y * y, x, y, one]) @ q.T
-    gx = np.hstack([2 * x, y, one]) @ q[:, [0, 1, 3]].T
-    gy = np.hstack([x, 2 * y, one]) @ q[:, [1, 2, 4]].T
-    gx *= gx
-    gy *= gy
-    gx += gy
-    np.maximum(gx, 1e-18, out=gx)
-    val *= val
-    val /= gx
-    return val
 
 
 def _msac_best(d2: np.ndarray, tol2: float) -> np.ndarray:

@@ -71,11 +71,20 @@ class Tracker:
 
     def edges(self, image: np.ndarray) -> np.ndarray:
         """(H, W[, 3]) image -> (h, w, 2) float32 edge probabilities at model resolution (a reused buffer)."""
+        return self.infer(self.prepare(image))[0]
+
+    def prepare(self, image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(H, W[, 3]) image -> (1, h, w, 1) float32 model input, in `out` or a reused buffer; sets `last_gray`."""
         t0 = time.perf_counter()
-        batch = self._pre(image)
-        t1 = time.perf_counter()
-        out = self.backend.infer(batch)[0]
-        self.times.preprocess_ms, self.times.inference_ms = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
+        batch = self._pre(image, out)
+        self.times.preprocess_ms = (time.perf_counter() - t0) * 1e3
+        return batch
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """(1, h, w, 1) model input -> (1, h, w, 2) edge probabilities (a backend buffer its next call reuses)."""
+        t0 = time.perf_counter()
+        out = self.backend.infer(batch)
+        self.times.inference_ms = (time.perf_counter() - t0) * 1e3
         return out
 
     def fit(self, edges: np.ndarray, frame_hw: tuple[int, int], gray: np.ndarray | None = None) -> EyeFit:

@@ -63,8 +63,8 @@ class Preprocessor:
         self._resized: dict[np.dtype, np.ndarray] = {}  # one resize target per input dtype, reused
         self.last_gray: np.ndarray | None = None
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """(H, W[, 3]) uint8/uint16 image -> (1, h, w, 1) float32 view of the reused input buffer."""
+    def __call__(self, image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(H, W[, 3]) uint8/uint16 image -> (1, h, w, 1) float32 model input, in `out` or the reused buffer."""
         gray = to_gray(image)
         self.last_gray = gray  # the fitting stage refines boundaries on it (no copy)
         h, w = self.input_hw
@@ -73,8 +73,9 @@ class Preprocessor:
             small = self._resized[gray.dtype] = np.empty((h, w), dtype=gray.dtype)
         cv2.resize(gray, (w, h), dst=small, interpolation=cv2.INTER_AREA)
         np.multiply(small, unit_scale(gray.dtype), out=self._small, casting="unsafe")
-        standardise(self._small, out=self._batch[0, :, :, 0])
-        return self._batch
+        batch = self._batch if out is None else out
+        standardise(self._small, out=batch[0, :, :, 0])
+        return batch
 
     @staticmethod
     def frame_scale_xy(frame_hw: tuple[int, int], input_hw: tuple[int, int]) -> tuple[float, float]:

@@ -1,19 +1,22 @@
 """The run loop: a source's frames through a Tracker into sinks, sequential or pipelined, with a summary.
 
-Pipelined (the default): three stages overlap. It pays when inference leaves a core to the fitting
-stage (`iristrack run` gives the CPU backend cpu_count - 1 threads when pipelined): on 2 cores, 279-300
-vs 204 frames/s sequential (README, "Speed").
-The source's own thread decodes; an inference thread runs `Tracker.edges` and copies each edge map
-into a small ring of preallocated (h, w, 2) buffers; the calling thread fits (smoothing is stateful, so
-strictly in frame order) and writes to the sinks. Stages are joined by bounded queues. Recorded media
-block when a stage is slow and never drop a frame; a live source keeps only its newest frame and the
-queue after inference holds one edge map, so no stale frame piles up. The sinks are written on the
-calling thread (a preview window must be driven from the thread that created it), which also receives
+Pipelined (the default) overlaps inference with everything else, and keeps to one busy thread per core
+on a 2-core machine (`iristrack run` gives the CPU backend cpu_count - 1 threads, so the rest keeps a core).
+Recorded media (throughput first): the calling thread decodes (open the source with `prefetch=False` to
+keep its decoding thread out of the way), preprocesses into a ring of input buffers, and fits and writes
+the results in frame order; an inference thread runs only the model, ring slot by ring slot. Nothing is
+dropped. On 2 cores a third busy thread (a decoding thread, or preprocessing on the inference thread)
+cost a fifth of the throughput: three threads on two cores keep preempting the inference thread.
+Live media (latency first): the inference thread takes the newest frame only when a ring slot is free,
+preprocesses and infers it, and hands one edge map at a time to the calling thread, so no stale frame
+piles up. Stateful smoothing needs frame order, which both keep. The sinks are written on the calling
+thread (a preview window must be driven from the thread that created it), which also receives
 SIGINT/SIGTERM: the first asks the run to stop after the frame being written, a second interrupts at once.
 """
 
 from __future__ import annotations
 
+import collections
 import csv
 import math
 import queue
@@ -24,13 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from tracker.pipeline import Tracker
 from tracker.structures import Ellipse, Frame, FrameResult, Status
 
 PIPELINED_BY_DEFAULT = True
-RECORDED_DEPTH = 4  # edge maps in flight for recorded media: absorbs jitter between inference and fitting
+RECORDED_DEPTH = 4  # frames in flight for recorded media: absorbs jitter between inference and fitting
 LIVE_DEPTH = 2  # live: one frame being fitted and written, one being inferred or waiting in a length-1 queue
 INFERENCE_THREAD_NAME = "iristrack inference"
 _POLL_S = 0.05  # how often blocked stages look at the stop flag
@@ -166,8 +170,10 @@ def run(
     try:
         with _StopSignals() as signals:
             try:
-                if pipelined:
-                    _run_pipelined(source, tracker, record, lambda: signals.requested, max_frames)
+                if pipelined and source.is_live:
+                    _run_live(source, tracker, record, lambda: signals.requested, max_frames)
+                elif pipelined:
+                    _run_recorded(source, tracker, record, lambda: signals.requested, max_frames)
                 else:
                     _run_sequential(source, tracker, record, lambda: signals.requested)
             finally:
@@ -190,7 +196,7 @@ def _run_sequential(
             return
 
 
-def _run_pipelined(
+def _run_live(
     source,
     tracker: Tracker,
     record: Callable[[Frame, FrameResult], bool],
@@ -249,6 +255,103 @@ def _run_pipelined(
         if worker.is_alive():  # waiting on a source that has no frame yet (a stalled camera): wake it
             source.close()
             worker.join(timeout=_JOIN_TIMEOUT_S)
+
+
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    """A recorded frame handed to the inference thread (slot None: unusable, passed through in order)."""
+
+    frame: Frame
+    slot: int | None
+    started_s: float  # perf_counter when preprocessing began
+    gray: np.ndarray | None = None
+
+
+def _run_recorded(
+    source,
+    tracker: Tracker,
+    record: Callable[[Frame, FrameResult], bool],
+    stop_requested: Callable[[], bool],
+    max_frames: int | None,
+) -> None:
+    """Recorded media: decode, preprocess, fit and write here; the inference thread only runs the model."""
+    h, w = tracker.backend.input_hw
+    depth = RECORDED_DEPTH
+    inputs = np.empty((depth, 1, h, w, 1), dtype=np.float32)  # both rings allocated once per run
+    edges = np.empty((depth, h, w, 2), dtype=np.float32)
+    todo: queue.Queue = queue.Queue()  # slots to infer, at most `depth`
+    done: queue.Queue = queue.Queue()  # slots inferred, in the same order (or _Failed)
+    worker = threading.Thread(
+        target=_infer_slots, args=(tracker, inputs, edges, todo, done), name=INFERENCE_THREAD_NAME, daemon=True
+    )
+    worker.start()
+    free = list(range(depth))
+    in_flight: collections.deque[_InFlight] = collections.deque()
+    frames = iter(source)
+    more, taken = True, 0
+    try:
+        while True:
+            # Keep the inference thread fed: every free slot gets the next frame before this thread fits one.
+            while more and free:
+                frame = next(frames, None) if not max_frames or taken < max_frames else None
+                if frame is None:
+                    more = False
+                    break
+                taken += 1
+                in_flight.append(_submit(frame, tracker, inputs, free, todo))
+            if not in_flight:
+                return
+            item = in_flight.popleft()
+            frame = item.frame
+            if item.slot is None:
+                result = FrameResult(frame.source, frame.index, frame.timestamp_s, None, None, Status.BAD_FRAME, 0.0)
+            else:
+                slot = done.get()
+                if isinstance(slot, _Failed):
+                    raise slot.error
+                found = tracker.fit(edges[slot], frame.image.shape[:2], item.gray)
+                free.append(slot)
+                result = FrameResult(
+                    frame.source,
+                    frame.index,
+                    frame.timestamp_s,
+                    found.iris,
+                    found.pupil,
+                    found.status,
+                    (time.perf_counter() - item.started_s) * 1e3,
+                )
+            if record(frame, result) or stop_requested():
+                return
+    finally:
+        todo.put(_END)
+        worker.join(timeout=_JOIN_TIMEOUT_S)
+
+
+def _submit(frame: Frame, tracker: Tracker, inputs: np.ndarray, free: list[int], todo: queue.Queue) -> _InFlight:
+    """Preprocess one frame into a free input slot and queue the slot for inference."""
+    started_s = time.perf_counter()
+    image = frame.image
+    if image is None or image.ndim not in (2, 3) or image.size == 0:
+        return _InFlight(frame, None, started_s)
+    slot = free[-1]
+    try:
+        tracker.prepare(image, out=inputs[slot])
+    except (cv2.error, ValueError):  # a pixel type or layout the preprocessing cannot take (int32, bool, 2-channel)
+        return _InFlight(frame, None, started_s)
+    free.pop()
+    todo.put(slot)
+    return _InFlight(frame, slot, started_s, tracker.last_gray)
+
+
+def _infer_slots(tracker: Tracker, inputs: np.ndarray, edges: np.ndarray, todo: queue.Queue, done: queue.Queue) -> None:
+    """Inference thread of recorded runs: model input slot -> edge map in the same slot, until _END."""
+    while (slot := todo.get()) is not _END:
+        try:
+            np.copyto(edges[slot], tracker.infer(inputs[slot])[0])  # the backend reuses its output buffer
+        except BaseException as exc:  # re-raised on the calling thread
+            done.put(_Failed(exc))
+            return
+        done.put(slot)
 
 
 def _infer_loop(

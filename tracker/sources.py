@@ -1,7 +1,8 @@
 """All frame input: video files, images, image folders and globs, cameras and stream URLs.
 
 `open_source(spec)` is the one place that parses a source string. Every source is a context manager and
-an iterator of `Frame`. Recorded media never drops a frame: a bounded prefetch thread decodes ahead.
+an iterator of `Frame`. Recorded media never drops a frame: a bounded prefetch thread decodes ahead, or,
+with `prefetch=False`, the consumer's own thread decodes (for a consumer that keeps every core busy itself).
 Live media (a camera, a URL, or a file replayed with `realtime=True`) keeps only the newest frame in a
 `LatestFrameBuffer`, so a slow consumer skips frames instead of building lag, and a lost camera is
 reopened with exponential backoff.
@@ -10,6 +11,7 @@ reopened with exponential backoff.
 from __future__ import annotations
 
 import collections
+import contextlib
 import glob
 import math
 import queue
@@ -154,6 +156,7 @@ class Source:
         pace: bool = False,
         stall_timeout_s: float | None = None,
         stop: threading.Event | None = None,
+        prefetch: bool = True,
     ) -> None:
         self.name = name
         self.fps = fps
@@ -168,10 +171,14 @@ class Source:
             self._alive_at = [time.perf_counter()]
             self._stall_timeout_s = stall_timeout_s
             target, args = _pump_latest, (items, self._buffer, self._messages, self._alive_at, self._stop, pace)
-        else:
+        elif prefetch:
             self._buffer = None
             self._queue: queue.Queue = queue.Queue(maxsize=PREFETCH_FRAMES)
             target, args = _pump_queue, (items, self._queue, self._stop)
+        else:
+            self._buffer, self._items, self._thread = None, items, None
+            return
+        self._items = None
         # The worker holds no reference to self, so an abandoned Source is collected and its worker told to stop.
         self._thread = threading.Thread(target=target, args=args, name=f"source {name}", daemon=True)
         self._thread.start()
@@ -199,6 +206,8 @@ class Source:
         return frame
 
     def _next_recorded(self) -> Frame | None:
+        if self._items is not None:
+            return self._next_inline()
         while True:
             try:
                 item = self._queue.get(timeout=0.5)
@@ -214,6 +223,14 @@ class Source:
                 self._report(item.message)
                 continue
             return item
+
+    def _next_inline(self) -> Frame | None:
+        for item in self._items:  # decoded here, on the consumer's thread
+            if isinstance(item, _Skip):
+                self._report(item.message)
+            elif item is not None:
+                return item
+        return None
 
     def _next_live(self) -> Frame | None:
         while True:
@@ -244,11 +261,14 @@ class Source:
         """Stop the worker thread and release the capture; safe to call twice."""
         self._done = True
         self._stop.set()
-        if self._buffer is not None:
+        if self._items is not None:
+            with contextlib.suppress(ValueError):  # still decoding on another thread: it stops at _done
+                self._items.close()  # releases the capture
+        elif self._buffer is not None:
             self._buffer.close()
         else:
             _drain(self._queue)  # unblock a worker waiting on a full queue
-        if self._thread is not threading.current_thread():
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=_JOIN_TIMEOUT_S)
 
     def __enter__(self) -> Source:
@@ -269,6 +289,7 @@ def open_source(
     camera: CameraOptions | None = None,
     on_skip: Callable[[str], None] | None = None,
     open_capture: OpenCapture | None = None,
+    prefetch: bool = True,
 ) -> Source:
     """Open a video/image file, image folder, glob, camera index ("0") or OpenCV/GStreamer URL or pipeline.
 
@@ -279,6 +300,8 @@ def open_source(
         on_skip: called on the consumer's thread with a one-line message for each skipped image,
             a truncated video, or a camera that was lost and reconnected or given up.
         open_capture: factory for camera/URL captures, `cv2.VideoCapture` by default (injectable for tests).
+        prefetch: recorded media: decode ahead on a thread of the source's own (False: on the consumer's thread,
+            for a consumer that already keeps every core busy, like the pipelined run loop).
 
     Raises:
         SourceError: the source does not exist or holds no readable frame.
@@ -297,16 +320,16 @@ def open_source(
         return _open_live_capture(spec, _redact(spec), replace(camera, api_preference=api), open_capture, on_skip)
     path = Path(spec).expanduser()
     if not path.exists() and _GLOB_CHARS & set(spec):
-        return _open_images(_glob_images(spec), spec, on_skip, realtime)
+        return _open_images(_glob_images(spec), spec, on_skip, realtime, prefetch)
     if not path.exists():
         raise SourceError(
             f"source not found: {spec} (expected a video file, image file, folder of images, glob, camera index or URL)"
         )
     if path.is_dir():
-        return _open_images(_folder_images(path), spec, on_skip, realtime)
+        return _open_images(_folder_images(path), spec, on_skip, realtime, prefetch)
     if path.suffix.lower() in IMAGE_EXTS:
-        return _open_images([path], spec, on_skip, realtime)
-    return _open_video(path, spec, on_skip, realtime)
+        return _open_images([path], spec, on_skip, realtime, prefetch)
+    return _open_video(path, spec, on_skip, realtime, prefetch)
 
 
 # --- parsing ------------------------------------------------------------------------------------
@@ -379,7 +402,9 @@ def _read_image(path: Path) -> np.ndarray:
     return image
 
 
-def _open_images(paths: list[Path], spec: str, on_skip: Callable | None, realtime: bool) -> Source:
+def _open_images(
+    paths: list[Path], spec: str, on_skip: Callable | None, realtime: bool, prefetch: bool = True
+) -> Source:
     if len(paths) == 1:
         _read_image(paths[0])  # a single image that cannot be decoded is an error, not a skip
     return Source(
@@ -390,6 +415,7 @@ def _open_images(paths: list[Path], spec: str, on_skip: Callable | None, realtim
         is_live=realtime,
         on_skip=on_skip,
         pace=realtime,
+        prefetch=prefetch,
     )
 
 
@@ -411,7 +437,7 @@ def _image_frames(paths: list[Path]) -> _Items:
 # --- video files ----------------------------------------------------------------------------------
 
 
-def _open_video(path: Path, spec: str, on_skip: Callable | None, realtime: bool) -> Source:
+def _open_video(path: Path, spec: str, on_skip: Callable | None, realtime: bool, prefetch: bool = True) -> Source:
     cap = cv2.VideoCapture(str(path))
     ok, first = cap.read() if cap.isOpened() else (False, None)
     if not ok or first is None:
@@ -419,7 +445,7 @@ def _open_video(path: Path, spec: str, on_skip: Callable | None, realtime: bool)
         if path.suffix.lower() not in VIDEO_EXTS:
             try:  # an image with an unusual extension
                 _read_image(path)
-                return _open_images([path], spec, on_skip, realtime)
+                return _open_images([path], spec, on_skip, realtime, prefetch)
             except SourceError:
                 pass
         what = "a video" if path.suffix.lower() in VIDEO_EXTS else "a video or image"
@@ -438,6 +464,7 @@ def _open_video(path: Path, spec: str, on_skip: Callable | None, realtime: bool)
         is_live=realtime,
         on_skip=on_skip,
         pace=realtime,
+        prefetch=prefetch,
     )
 
 

@@ -1,0 +1,304 @@
+"""Compiled inner loops of the fitting stage: ridge points, ellipse distances and the RANSAC search.
+
+They are the per-frame work after inference. Written as NumPy they were ~150 small array calls per
+frame (1.9 ms of CPU, all of it holding the GIL, so the inference thread waited on the fitting thread);
+compiled with numba they run without the GIL (`nogil`) and in a fraction of the time. `cache=True`
+keeps the machine code next to this file, so only the first run after an install compiles (seconds).
+Pure functions on arrays; the geometry module wraps them in typed results.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+_JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
+
+
+@numba.njit(**_JIT)
+def ridge_points(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) float32 edge probability -> ((N, 2) float64 sub-pixel ridge centres xy, (N,) float64 peaks).
+
+    Steger's method at each interior pixel >= threshold, in row-major order: the normal is the eigenvector
+    of the most negative Hessian eigenvalue, and a second-order Taylor step along it gives the ridge centre,
+    kept when it stays inside the pixel and the profile across the ridge is a maximum.
+    """
+    h, w = prob.shape
+    xy = np.empty((h * w, 2))
+    peaks = np.empty(h * w)
+    n = 0
+    for y in range(1, h - 1):
+        for x in range(1, w - 1):
+            c = float(prob[y, x])
+            if c < threshold:
+                continue
+            left, right = float(prob[y, x - 1]), float(prob[y, x + 1])
+            up, down = float(prob[y - 1, x]), float(prob[y + 1, x])
+            gx, gy = (right - left) * 0.5, (down - up) * 0.5
+            hxx, hyy = right - 2 * c + left, down - 2 * c + up
+            hxy = (
+                float(prob[y + 1, x + 1])
+                - float(prob[y + 1, x - 1])
+                - float(prob[y - 1, x + 1])
+                + float(prob[y - 1, x - 1])
+            ) * 0.25
+            lam = (hxx + hyy) * 0.5 - math.sqrt(((hxx - hyy) * 0.5) ** 2 + hxy * hxy)
+            nx, ny = hxy, lam - hxx
+            if abs(nx) + abs(ny) < 1e-9:
+                nx, ny = lam - hyy, hxy
+            norm = math.hypot(nx, ny) + 1e-12
+            nx, ny = nx / norm, ny / norm
+            curvature = hxx * nx * nx + 2 * hxy * nx * ny + hyy * ny * ny
+            if not curvature < 0:
+                continue
+            t = -(gx * nx + gy * ny) / curvature
+            if abs(t * nx) <= 0.5 and abs(t * ny) <= 0.5:
+                xy[n, 0], xy[n, 1] = x + t * nx, y + t * ny
+                peaks[n] = c
+                n += 1
+    return xy[:n].copy(), peaks[:n].copy()
+
+
+@numba.njit(**_JIT)
+def sampson_px(cx: float, cy: float, a: float, b: float, angle_rad: float, xy: np.ndarray) -> np.ndarray:
+    """(N, 2) pixels -> (N,) unsigned Sampson distance (first-order orthogonal distance) to the ellipse, pixels."""
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    ia2, ib2 = 1.0 / (a * a), 1.0 / (b * b)
+    out = np.empty(len(xy))
+    for i in range(len(xy)):
+        dx, dy = xy[i, 0] - cx, xy[i, 1] - cy
+        u, v = dx * c + dy * s, -dx * s + dy * c  # the point in the ellipse frame
+        # Implicit function u^2/a^2 + v^2/b^2 - 1; its gradient is 2 (u/a^2, v/b^2).
+        gu, gv = u * ia2, v * ib2
+        out[i] = abs(u * gu + v * gv - 1.0) / (2.0 * math.sqrt(gu * gu + gv * gv) + 1e-300)
+    return out
+
+
+@numba.njit(**_JIT)
+def foot_points(
+    cx: float, cy: float, a: float, b: float, angle_rad: float, xy: np.ndarray, warm_cs: np.ndarray, iterations: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 2) pixels -> (2, N) points (u, v) in the ellipse frame and (2, N) (cos t, sin t) of their closest points.
+
+    Chatfield's trig-free iteration on the first quadrant (the foot point lies in the point's quadrant): from
+    (1/sqrt2, 1/sqrt2) it converges in 3 steps for points inside and outside alike (other starts can find a
+    non-closest normal inside), and in one step from `warm_cs`, the foot points of an ellipse a step away
+    ((2, N), or (2, 0) for none).
+    """
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    a, b = max(a, 1e-9), max(b, 1e-9)
+    k = a * a - b * b
+    n = len(xy)
+    uv = np.empty((2, n))
+    cs = np.empty((2, n))
+    warm = warm_cs.shape[1] == n
+    for i in range(n):
+        dx, dy = xy[i, 0] - cx, xy[i, 1] - cy
+        u, v = c * dx + s * dy, -s * dx + c * dy
+        uv[0, i], uv[1, i] = u, v
+        pu, pv = abs(u), abs(v)
+        tu, tv = (abs(warm_cs[0, i]), abs(warm_cs[1, i])) if warm else (math.sqrt(0.5), math.sqrt(0.5))
+        for _ in range(iterations):
+            eu, ev = (k / a) * tu * tu * tu, (-k / b) * tv * tv * tv  # evolute point of the current estimate
+            ru, rv = a * tu - eu, b * tv - ev
+            qu, qv = pu - eu, pv - ev
+            scale = math.hypot(ru, rv) / max(math.hypot(qu, qv), 1e-12)
+            qu = min(max((qu * scale + eu) / a, 0.0), 1.0)
+            qv = min(max((qv * scale + ev) / b, 0.0), 1.0)
+            qn = max(math.hypot(qu, qv), 1e-12)
+            tu, tv = qu / qn, qv / qn
+        cs[0, i], cs[1, i] = math.copysign(tu, u), math.copysign(tv, v)
+    return uv, cs
+
+
+@numba.njit(**_JIT)
+def angular_coverage(cx: float, cy: float, a: float, b: float, angle_rad: float, xy: np.ndarray, bins: int) -> float:
+    """Fraction of `bins` equal sectors of the ellipse's parametric angle (0..2pi) that hold at least one point."""
+    if len(xy) == 0:
+        return 0.0
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    a, b = max(a, 1e-9), max(b, 1e-9)
+    hit = np.zeros(bins, dtype=np.bool_)
+    for i in range(len(xy)):
+        dx, dy = xy[i, 0] - cx, xy[i, 1] - cy
+        # Parametric rather than polar angle, so equal bins are comparable pieces of a flat ellipse's perimeter.
+        t = math.atan2((-s * dx + c * dy) / b, (c * dx + s * dy) / a)
+        hit[int(math.floor((t % (2 * math.pi)) * (bins / (2 * math.pi)))) % bins] = True
+    return np.count_nonzero(hit) / bins
+
+
+# --- RANSAC over conics, in normalised coordinates (centroid at 0, unit RMS radius) ----------------------------
+# A conic is (A, B, C, D, E, F): A x^2 + B xy + C y^2 + D x + E y + F = 0. Every ellipse has A + C != 0, so
+# fixing A + C = 1 loses none and turns the homogeneous 6-unknown problem into a plain linear one:
+# A (x^2 - y^2) + B xy + D x + E y + F = -y^2, with the unknowns (A, B, D, E, F).
+
+
+@numba.njit(**_JIT)
+def _design_row(x: float, y: float, row: np.ndarray) -> float:
+    """Fill the 5 design coefficients of one point; return its right-hand side."""
+    row[0], row[1], row[2], row[3], row[4] = x * x - y * y, x * y, x, y, 1.0
+    return -(y * y)
+
+
+@numba.njit(**_JIT)
+def _solve5(m: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> bool:
+    """Solve the 5x5 system m z = rhs in place (Gaussian elimination, partial pivoting); False when singular."""
+    for col in range(5):
+        pivot = col
+        for r in range(col + 1, 5):
+            if abs(m[r, col]) > abs(m[pivot, col]):
+                pivot = r
+        if not abs(m[pivot, col]) > 1e-300:
+            return False
+        if pivot != col:
+            for k in range(5):
+                m[col, k], m[pivot, k] = m[pivot, k], m[col, k]
+            rhs[col], rhs[pivot] = rhs[pivot], rhs[col]
+        for r in range(col + 1, 5):
+            f = m[r, col] / m[col, col]
+            for k in range(col, 5):
+                m[r, k] -= f * m[col, k]
+            rhs[r] -= f * rhs[col]
+    for r in range(4, -1, -1):
+        acc = rhs[r]
+        for k in range(r + 1, 5):
+            acc -= m[r, k] * out[k]
+        out[r] = acc / m[r, r]
+    return True
+
+
+@numba.njit(**_JIT)
+def _to_conic(sol: np.ndarray, q: np.ndarray) -> bool:
+    """(A, B, D, E, F) -> (A, B, C, D, E, F) with C = 1 - A in q; False when not finite."""
+    q[0], q[1], q[2], q[3], q[4], q[5] = sol[0], sol[1], 1.0 - sol[0], sol[2], sol[3], sol[4]
+    return bool(np.isfinite(q).all())
+
+
+@numba.njit(**_JIT)
+def plausible_conic(q: np.ndarray, min_axis_ratio: float, max_size: float) -> bool:
+    """A real ellipse with semi-axes ratio >= min_axis_ratio and semi-major <= max_size (normalised units)."""
+    a, b, c, d, e, f = q[0], q[1], q[2], q[3], q[4], q[5]
+    det = 4 * a * c - b * b
+    if not det > 0:
+        return False
+    f0 = f + 0.5 * (d * (b * e - 2 * c * d) + e * (b * d - 2 * a * e)) / det  # conic value at the centre
+    sgn = 1.0 if a + c > 0 else -1.0
+    half, root = 0.5 * (a + c) * sgn, math.hypot(0.5 * (a - c), 0.5 * b)
+    lam_max, lam_min = half + root, half - root
+    return f0 * sgn < 0 and lam_min >= min_axis_ratio**2 * lam_max and -f0 * sgn <= max_size**2 * lam_min
+
+
+@numba.njit(**_JIT)
+def _score(q: np.ndarray, p: np.ndarray, tol2: float, d2: np.ndarray) -> float:
+    """Squared Sampson distances of the points (N, 2) to conic q into d2, truncated at tol2; their sum (MSAC cost)."""
+    a, b, c, d, e, f = q[0], q[1], q[2], q[3], q[4], q[5]
+    cost = 0.0
+    for i in range(len(p)):
+        x, y = p[i, 0], p[i, 1]
+        val = a * x * x + b * x * y + c * y * y + d * x + e * y + f
+        gx, gy = 2 * a * x + b * y + d, b * x + 2 * c * y + e
+        dist2 = min(val * val / max(gx * gx + gy * gy, 1e-18), tol2)
+        d2[i] = dist2
+        cost += dist2
+    return cost
+
+
+@numba.njit(**_JIT)
+def _refit_on_inliers(p: np.ndarray, d2: np.ndarray, tol2: float, q: np.ndarray) -> bool:
+    """Algebraic least-squares conic on the points with d2 < tol2 into q (local optimisation); False if singular."""
+    gram = np.zeros((5, 5))
+    h = np.zeros(5)
+    row = np.empty(5)
+    for i in range(len(p)):
+        if d2[i] < tol2:
+            r = _design_row(p[i, 0], p[i, 1], row)
+            for j in range(5):
+                h[j] += row[j] * r
+                for k in range(5):
+                    gram[j, k] += row[j] * row[k]
+    for j in range(5):
+        gram[j, j] += 1e-9  # fewer than 5 inliers stays solvable (and is then rejected as a conic)
+    sol = np.empty(5)
+    return _solve5(gram, h, sol) and _to_conic(sol, q)
+
+
+@numba.njit(**_JIT)
+def ransac_iterations(inlier_ratio: float, cap: int, miss_probability: float, floor: int) -> int:
+    """5-point samples so that all are unclean with probability < miss_probability, in [floor, cap]."""
+    clean = inlier_ratio**5
+    if clean >= 1.0:
+        need = 0
+    elif clean <= 0.0:
+        need = cap
+    else:
+        need = math.ceil(math.log(miss_probability) / math.log1p(-clean))
+    return min(cap, max(floor, need))
+
+
+@numba.njit(**_JIT)
+def ransac_conic(
+    p: np.ndarray,
+    tol2: float,
+    seed_conic: np.ndarray,
+    seed_count: int,
+    iterations: int,
+    seed: int,
+    miss_probability: float,
+    min_iterations: int,
+    batch: int,
+    local_opt_rounds: int,
+    min_axis_ratio: float,
+    max_size: float,
+) -> np.ndarray:
+    """(N, 2) normalised points -> (N,) bool inliers of the least-MSAC-cost conic; all False when none is plausible.
+
+    Hypotheses: `seed_conic` ((6,), or (0,) for none) and random 5-point conics, each also refitted on its own
+    inliers `local_opt_rounds` times: minimal conics through noisy points are poor, so a dense lid line can
+    outscore every one of them; a rough clean sample refitted becomes a good fit, a lid-hugging one stays poor.
+    The sample count adapts to the best inlier ratio seen (checked every `batch` samples, at most `iterations`).
+    """
+    n = len(p)
+    # numba's legacy generator is per thread and seeded here, so a fit is reproducible whichever thread runs it.
+    np.random.seed(seed)  # noqa: NPY002
+    d2 = np.empty(n)
+    best = np.zeros(n, dtype=np.bool_)
+    best_cost, best_count = np.inf, seed_count
+    m, rhs, row, sol, q = np.empty((5, 5)), np.empty(5), np.empty(5), np.empty(5), np.empty(6)
+    idx = np.empty(5, dtype=np.int64)
+    found = False
+    done, need = 0, ransac_iterations(seed_count / n, iterations, miss_probability, min_iterations)
+    use_seed = len(seed_conic) == 6
+    while done < need:
+        count = min(need - done, batch) if done else min(need, batch)
+        for s in range(count + (1 if use_seed else 0)):
+            if use_seed and s == 0:
+                q[:] = seed_conic
+            else:
+                for j in range(5):  # 5 distinct indices
+                    while True:
+                        idx[j] = np.random.randint(0, n)  # noqa: NPY002
+                        if not (idx[:j] == idx[j]).any():
+                            break
+                for j in range(5):
+                    rhs[j] = _design_row(p[idx[j], 0], p[idx[j], 1], row)
+                    m[j, :] = row
+                if not (_solve5(m, rhs, sol) and _to_conic(sol, q)):
+                    continue
+            for round_ in range(local_opt_rounds + 1):
+                if not plausible_conic(q, min_axis_ratio, max_size):
+                    break
+                cost = _score(q, p, tol2, d2)
+                if cost < best_cost:
+                    best_cost, found = cost, True
+                    best[:] = d2 < tol2
+                    best_count = max(best_count, int(np.count_nonzero(best)))
+                if round_ < local_opt_rounds and not _refit_on_inliers(p, d2, tol2, q):
+                    break
+        use_seed = False
+        done += count
+        need = ransac_iterations(best_count / n, iterations, miss_probability, min_iterations)
+    if not found:
+        best[:] = False
+    return best
