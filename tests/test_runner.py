@@ -374,6 +374,26 @@ def test_sigterm_finishes_the_current_frame_and_restores_the_handler(tmp_path, p
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_sigterm_while_waiting_on_a_slow_inference_stops_without_a_second_signal(tmp_path):
+    folder = pixel_frames(tmp_path / "frames", 20)
+
+    class SlowBackend(StubBackend):
+        def infer(self, batch):
+            time.sleep(0.3)
+            return super().infer(batch)
+
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    sink = ListSink()
+    with open_source(str(folder), prefetch=False) as src:
+        timer.start()
+        t0 = time.perf_counter()
+        summary = runner.run(src, Tracker(SlowBackend()), sink, pipelined=True)
+        elapsed_s = time.perf_counter() - t0
+    timer.join()
+    assert summary.interrupted and len(sink.indices) < 20 and sink.indices == list(range(len(sink.indices)))
+    assert elapsed_s < 2.0  # the queued slots were dropped: only the inference under way was finished
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not SMOKE_MODEL.exists() or not IRISTRACK.exists(), reason="smoke model or CLI not present")
 def test_sigterm_to_iristrack_run_leaves_complete_outputs(tmp_path):

@@ -54,7 +54,8 @@ def ridge_points(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
 
     Only pixels above `threshold` are examined, so the cost follows the edge length, not the image size.
     """
-    return kernels.ridge_points(np.asarray(prob, dtype=np.float32), float(threshold))
+    # Contiguous float32 always: one compiled specialisation (a channel of the edge map is a strided view).
+    return kernels.ridge_points(np.ascontiguousarray(prob, dtype=np.float32), float(threshold))
 
 
 def _confidence(fit: EllipseFit, peaks: np.ndarray) -> float:
@@ -204,3 +205,15 @@ def fit_eye(
     if iris is None:
         return EyeFit(None, pupil, Status.PUPIL_ONLY)
     return EyeFit(iris, pupil, Status.OK)
+
+
+def warm_up(input_hw: tuple[int, int] = (128, 128)) -> None:
+    """Compile (or load from the on-disk cache) the fitting kernels now, so no live frame waits for it."""
+    h, w = input_hw
+    limbus, pupil = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
+    cv2.circle(limbus, (w // 2, h // 2), round(0.35 * min(h, w)), 1.0, 2)
+    cv2.circle(pupil, (w // 2, h // 2), round(0.15 * min(h, w)), 1.0, 2)
+    cv2.line(limbus, (0, h // 4), (w - 1, h // 4), 1.0, 2)  # a lid-like line: the RANSAC path runs too
+    edges = np.empty((h, w, 2), np.float32)
+    edges[:, :, LIMBUS], edges[:, :, PUPIL] = limbus, pupil
+    fit_eye(cv2.GaussianBlur(edges, (5, 5), 1.0), input_hw)

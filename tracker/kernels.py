@@ -14,10 +14,18 @@ import math
 import numba
 import numpy as np
 
-_JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
+_JIT = {"nogil": True, "error_model": "numpy"}
 
 
-@numba.njit(**_JIT)
+def _compiled(fn):
+    """numba.njit with the machine code cached on disk, or compiled per process where no cache is writable."""
+    try:
+        return numba.njit(cache=True, **_JIT)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available" (read-only install, no home)
+        return numba.njit(cache=False, **_JIT)(fn)
+
+
+@_compiled
 def ridge_points(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """(H, W) float32 edge probability -> ((N, 2) float64 sub-pixel ridge centres xy, (N,) float64 peaks).
 
@@ -61,7 +69,7 @@ def ridge_points(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
     return xy[:n].copy(), peaks[:n].copy()
 
 
-@numba.njit(**_JIT)
+@_compiled
 def sampson_px(cx: float, cy: float, a: float, b: float, angle_rad: float, xy: np.ndarray) -> np.ndarray:
     """(N, 2) pixels -> (N,) unsigned Sampson distance (first-order orthogonal distance) to the ellipse, pixels."""
     c, s = math.cos(angle_rad), math.sin(angle_rad)
@@ -76,7 +84,7 @@ def sampson_px(cx: float, cy: float, a: float, b: float, angle_rad: float, xy: n
     return out
 
 
-@numba.njit(**_JIT)
+@_compiled
 def foot_points(
     cx: float, cy: float, a: float, b: float, angle_rad: float, xy: np.ndarray, warm_cs: np.ndarray, iterations: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +101,9 @@ def foot_points(
     n = len(xy)
     uv = np.empty((2, n))
     cs = np.empty((2, n))
-    warm = warm_cs.shape[1] == n
+    warm = warm_cs.shape[1] > 0
+    if warm and warm_cs.shape[1] != n:
+        raise ValueError("warm_cs must hold one foot point per point")
     for i in range(n):
         dx, dy = xy[i, 0] - cx, xy[i, 1] - cy
         u, v = c * dx + s * dy, -s * dx + c * dy
@@ -113,7 +123,7 @@ def foot_points(
     return uv, cs
 
 
-@numba.njit(**_JIT)
+@_compiled
 def angular_coverage(cx: float, cy: float, a: float, b: float, angle_rad: float, xy: np.ndarray, bins: int) -> float:
     """Fraction of `bins` equal sectors of the ellipse's parametric angle (0..2pi) that hold at least one point."""
     if len(xy) == 0:
@@ -135,14 +145,14 @@ def angular_coverage(cx: float, cy: float, a: float, b: float, angle_rad: float,
 # A (x^2 - y^2) + B xy + D x + E y + F = -y^2, with the unknowns (A, B, D, E, F).
 
 
-@numba.njit(**_JIT)
+@_compiled
 def _design_row(x: float, y: float, row: np.ndarray) -> float:
     """Fill the 5 design coefficients of one point; return its right-hand side."""
     row[0], row[1], row[2], row[3], row[4] = x * x - y * y, x * y, x, y, 1.0
     return -(y * y)
 
 
-@numba.njit(**_JIT)
+@_compiled
 def _solve5(m: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> bool:
     """Solve the 5x5 system m z = rhs in place (Gaussian elimination, partial pivoting); False when singular."""
     for col in range(5):
@@ -169,14 +179,14 @@ def _solve5(m: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> bool:
     return True
 
 
-@numba.njit(**_JIT)
+@_compiled
 def _to_conic(sol: np.ndarray, q: np.ndarray) -> bool:
     """(A, B, D, E, F) -> (A, B, C, D, E, F) with C = 1 - A in q; False when not finite."""
     q[0], q[1], q[2], q[3], q[4], q[5] = sol[0], sol[1], 1.0 - sol[0], sol[2], sol[3], sol[4]
     return bool(np.isfinite(q).all())
 
 
-@numba.njit(**_JIT)
+@_compiled
 def plausible_conic(q: np.ndarray, min_axis_ratio: float, max_size: float) -> bool:
     """A real ellipse with semi-axes ratio >= min_axis_ratio and semi-major <= max_size (normalised units)."""
     a, b, c, d, e, f = q[0], q[1], q[2], q[3], q[4], q[5]
@@ -190,7 +200,7 @@ def plausible_conic(q: np.ndarray, min_axis_ratio: float, max_size: float) -> bo
     return f0 * sgn < 0 and lam_min >= min_axis_ratio**2 * lam_max and -f0 * sgn <= max_size**2 * lam_min
 
 
-@numba.njit(**_JIT)
+@_compiled
 def _score(q: np.ndarray, p: np.ndarray, tol2: float, d2: np.ndarray) -> float:
     """Squared Sampson distances of the points (N, 2) to conic q into d2, truncated at tol2; their sum (MSAC cost)."""
     a, b, c, d, e, f = q[0], q[1], q[2], q[3], q[4], q[5]
@@ -205,7 +215,7 @@ def _score(q: np.ndarray, p: np.ndarray, tol2: float, d2: np.ndarray) -> float:
     return cost
 
 
-@numba.njit(**_JIT)
+@_compiled
 def _refit_on_inliers(p: np.ndarray, d2: np.ndarray, tol2: float, q: np.ndarray) -> bool:
     """Algebraic least-squares conic on the points with d2 < tol2 into q (local optimisation); False if singular."""
     gram = np.zeros((5, 5))
@@ -224,7 +234,7 @@ def _refit_on_inliers(p: np.ndarray, d2: np.ndarray, tol2: float, q: np.ndarray)
     return _solve5(gram, h, sol) and _to_conic(sol, q)
 
 
-@numba.njit(**_JIT)
+@_compiled
 def ransac_iterations(inlier_ratio: float, cap: int, miss_probability: float, floor: int) -> int:
     """5-point samples so that all are unclean with probability < miss_probability, in [floor, cap]."""
     clean = inlier_ratio**5
@@ -237,7 +247,7 @@ def ransac_iterations(inlier_ratio: float, cap: int, miss_probability: float, fl
     return min(cap, max(floor, need))
 
 
-@numba.njit(**_JIT)
+@_compiled
 def ransac_conic(
     p: np.ndarray,
     tol2: float,

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from tracker.backends.base import Backend
-from tracker.fitting import EyeFit, FitConfig, fit_eye
+from tracker.fitting import EyeFit, FitConfig, fit_eye, warm_up
 from tracker.preprocess import Preprocessor
 from tracker.smoothing import BoundarySmoother, SmoothingConfig
 from tracker.structures import Frame, FrameResult, Status
@@ -44,6 +44,7 @@ class Tracker:
         self._iris = BoundarySmoother(config.smoothing)
         self._pupil = BoundarySmoother(config.smoothing)
         self.times = StageTimes()
+        warm_up(backend.input_hw)  # the first frame would otherwise wait for the fitting code to compile
 
     @classmethod
     def from_model(

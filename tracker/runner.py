@@ -128,7 +128,9 @@ def run(
 
     Args:
         source: a `tracker.sources.Source` (or any iterable of Frame with is_live, frame_count, dropped_frames,
-            close()); a pipelined run that stops early closes it, to release its inference thread.
+            close()). Pipelined, recorded media are read on the calling thread: open them with `prefetch=False`
+            (as `iristrack run` does) so no decoding thread competes for the cores; a live source still
+            waiting for a frame when the run stops early is closed, to release the inference thread.
         tracker: used by this run only until it returns (the inference thread is joined before that).
         sink: written on the calling thread; a sink with a true `wants_quit` (the preview window) ends the run.
         pipelined: overlap decoding, inference and fitting (None: PIPELINED_BY_DEFAULT); False runs one frame
@@ -292,7 +294,8 @@ def _run_recorded(
     try:
         while True:
             # Keep the inference thread fed: every free slot gets the next frame before this thread fits one.
-            while more and free:
+            # Unusable frames take no slot; the bound keeps a long run of them from piling up unwritten.
+            while more and free and len(in_flight) < 2 * depth:
                 frame = next(frames, None) if not max_frames or taken < max_frames else None
                 if frame is None:
                     more = False
@@ -306,9 +309,9 @@ def _run_recorded(
             if item.slot is None:
                 result = FrameResult(frame.source, frame.index, frame.timestamp_s, None, None, Status.BAD_FRAME, 0.0)
             else:
-                slot = done.get()
-                if isinstance(slot, _Failed):
-                    raise slot.error
+                slot = _next_done(done, worker, stop_requested)
+                if slot is None:
+                    return
                 found = tracker.fit(edges[slot], frame.image.shape[:2], item.gray)
                 free.append(slot)
                 result = FrameResult(
@@ -323,8 +326,33 @@ def _run_recorded(
             if record(frame, result) or stop_requested():
                 return
     finally:
+        _drain(todo)  # an early stop: the worker finishes at most the inference it is running
         todo.put(_END)
         worker.join(timeout=_JOIN_TIMEOUT_S)
+
+
+def _next_done(done: queue.Queue, worker: threading.Thread, stop_requested: Callable[[], bool]) -> int | None:
+    """The next inferred slot; None when a stop was requested while waiting. Re-raises an inference error."""
+    while True:
+        try:
+            slot = done.get(timeout=_POLL_S)
+        except queue.Empty:
+            if stop_requested():
+                return None
+            if not worker.is_alive():
+                raise RuntimeError("the inference thread ended without a result") from None
+            continue
+        if isinstance(slot, _Failed):
+            raise slot.error
+        return slot
+
+
+def _drain(q: queue.Queue) -> None:
+    while True:
+        try:
+            q.get_nowait()
+        except queue.Empty:
+            return
 
 
 def _submit(frame: Frame, tracker: Tracker, inputs: np.ndarray, free: list[int], todo: queue.Queue) -> _InFlight:

@@ -194,6 +194,7 @@ class Source:
 
     def __next__(self) -> Frame:
         if self._done:
+            self._close_items()  # closed from another thread while this one was decoding
             raise StopIteration
         try:
             frame = self._next_live() if self._buffer is not None else self._next_recorded()
@@ -226,11 +227,18 @@ class Source:
 
     def _next_inline(self) -> Frame | None:
         for item in self._items:  # decoded here, on the consumer's thread
+            if self._done:
+                return None
             if isinstance(item, _Skip):
                 self._report(item.message)
             elif item is not None:
                 return item
         return None
+
+    def _close_items(self) -> None:
+        if self._items is not None:
+            with contextlib.suppress(ValueError):  # decoding on another thread: its next call closes it
+                self._items.close()  # releases the capture
 
     def _next_live(self) -> Frame | None:
         while True:
@@ -262,8 +270,7 @@ class Source:
         self._done = True
         self._stop.set()
         if self._items is not None:
-            with contextlib.suppress(ValueError):  # still decoding on another thread: it stops at _done
-                self._items.close()  # releases the capture
+            self._close_items()
         elif self._buffer is not None:
             self._buffer.close()
         else:
