@@ -30,7 +30,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tracker.fitting import EyeFit
 from tracker.pipeline import Tracker
+from tracker.sources import drain
 from tracker.structures import Ellipse, Frame, FrameResult, Status
 
 PIPELINED_BY_DEFAULT = True
@@ -205,13 +207,13 @@ def _run_live(
     stop_requested: Callable[[], bool],
     max_frames: int | None,
 ) -> None:
-    depth = LIVE_DEPTH if source.is_live else RECORDED_DEPTH
+    """Live media: the inference thread takes the newest frame when a slot frees; fit and write here."""
     h, w = tracker.backend.input_hw
-    ring = np.empty((depth, h, w, 2), dtype=np.float32)  # allocated once per run, reused for every frame
-    free: queue.Queue = queue.Queue(maxsize=depth)
-    for slot in range(depth):
+    ring = np.empty((LIVE_DEPTH, h, w, 2), dtype=np.float32)  # allocated once per run, reused for every frame
+    free: queue.Queue = queue.Queue(maxsize=LIVE_DEPTH)
+    for slot in range(LIVE_DEPTH):
         free.put(slot)
-    ready: queue.Queue = queue.Queue(maxsize=1 if source.is_live else depth)
+    ready: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
     worker = threading.Thread(
         target=_infer_loop,
@@ -230,25 +232,12 @@ def _run_live(
                 return
             if isinstance(item, _Failed):
                 raise item.error
-            frame = item.frame
-            if item.slot is None:
-                result = FrameResult(frame.source, frame.index, frame.timestamp_s, None, None, Status.BAD_FRAME, 0.0)
-            else:
+            frame, found = item.frame, None
+            if item.slot is not None:
                 found = tracker.fit(ring[item.slot], frame.image.shape[:2], item.gray)
-                if not source.is_live:
-                    free.put(item.slot)  # throughput: inference may reuse the slot while this frame is written
-                result = FrameResult(
-                    frame.source,
-                    frame.index,
-                    frame.timestamp_s,
-                    found.iris,
-                    found.pupil,
-                    found.status,
-                    (time.perf_counter() - item.started_s) * 1e3,
-                )
-            done = record(frame, result)
-            if source.is_live and item.slot is not None:
-                free.put(item.slot)  # latency: the next live frame is taken only now, so it is as fresh as can be
+            done = record(frame, _result(frame, found, item.started_s))
+            if item.slot is not None:
+                free.put(item.slot)  # the next frame is taken only now, so it is as fresh as can be
             if done:
                 return
     finally:
@@ -305,30 +294,27 @@ def _run_recorded(
             if not in_flight:
                 return
             item = in_flight.popleft()
-            frame = item.frame
-            if item.slot is None:
-                result = FrameResult(frame.source, frame.index, frame.timestamp_s, None, None, Status.BAD_FRAME, 0.0)
-            else:
+            frame, found = item.frame, None
+            if item.slot is not None:
                 slot = _next_done(done, worker, stop_requested)
                 if slot is None:
                     return
                 found = tracker.fit(edges[slot], frame.image.shape[:2], item.gray)
                 free.append(slot)
-                result = FrameResult(
-                    frame.source,
-                    frame.index,
-                    frame.timestamp_s,
-                    found.iris,
-                    found.pupil,
-                    found.status,
-                    (time.perf_counter() - item.started_s) * 1e3,
-                )
-            if record(frame, result) or stop_requested():
+            if record(frame, _result(frame, found, item.started_s)) or stop_requested():
                 return
     finally:
-        _drain(todo)  # an early stop: the worker finishes at most the inference it is running
+        drain(todo)  # an early stop: the worker finishes at most the inference it is running
         todo.put(_END)
         worker.join(timeout=_JOIN_TIMEOUT_S)
+
+
+def _result(frame: Frame, found: EyeFit | None, started_s: float) -> FrameResult:
+    """The result of a fitted frame, latency measured from `started_s`; None: an unusable frame (bad_frame)."""
+    if found is None:
+        return FrameResult(frame.source, frame.index, frame.timestamp_s, None, None, Status.BAD_FRAME, 0.0)
+    latency_ms = (time.perf_counter() - started_s) * 1e3
+    return FrameResult(frame.source, frame.index, frame.timestamp_s, found.iris, found.pupil, found.status, latency_ms)
 
 
 def _next_done(done: queue.Queue, worker: threading.Thread, stop_requested: Callable[[], bool]) -> int | None:
@@ -345,14 +331,6 @@ def _next_done(done: queue.Queue, worker: threading.Thread, stop_requested: Call
         if isinstance(slot, _Failed):
             raise slot.error
         return slot
-
-
-def _drain(q: queue.Queue) -> None:
-    while True:
-        try:
-            q.get_nowait()
-        except queue.Empty:
-            return
 
 
 def _submit(frame: Frame, tracker: Tracker, inputs: np.ndarray, free: list[int], todo: queue.Queue) -> _InFlight:

@@ -274,7 +274,7 @@ class Source:
         elif self._buffer is not None:
             self._buffer.close()
         else:
-            _drain(self._queue)  # unblock a worker waiting on a full queue
+            drain(self._queue)  # unblock a worker waiting on a full queue
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=_JOIN_TIMEOUT_S)
 
@@ -641,7 +641,8 @@ def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
     return False
 
 
-def _drain(q: queue.Queue) -> None:
+def drain(q: queue.Queue) -> None:
+    """Remove every item a queue holds now, without blocking."""
     while True:
         try:
             q.get_nowait()
