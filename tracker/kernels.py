@@ -34,8 +34,12 @@ def ridge_points(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
     kept when it stays inside the pixel and the profile across the ridge is a maximum.
     """
     h, w = prob.shape
-    xy = np.empty((h * w, 2))
-    peaks = np.empty(h * w)
+    candidates = 0  # counted first, so the outputs are sized by the edge length, not the image
+    for y in range(1, h - 1):
+        for x in range(1, w - 1):
+            candidates += prob[y, x] >= threshold
+    xy = np.empty((candidates, 2))
+    peaks = np.empty(candidates)
     n = 0
     for y in range(1, h - 1):
         for x in range(1, w - 1):
@@ -66,7 +70,7 @@ def ridge_points(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
                 xy[n, 0], xy[n, 1] = x + t * nx, y + t * ny
                 peaks[n] = c
                 n += 1
-    return xy[:n].copy(), peaks[:n].copy()
+    return xy[:n], peaks[:n]
 
 
 @_compiled
