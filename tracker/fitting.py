@@ -54,8 +54,8 @@ def ridge_points(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
 
     Only pixels above `threshold` are examined, so the cost follows the edge length, not the image size.
     """
-    # Contiguous float32 always: one compiled specialisation (a channel of the edge map is a strided view).
-    return kernels.ridge_points(np.ascontiguousarray(prob, dtype=np.float32), float(threshold))
+    # A channel of the edge map is a strided view: read in place (warm_up compiles that layout), not copied.
+    return kernels.ridge_points(np.asarray(prob, dtype=np.float32), float(threshold))
 
 
 def _confidence(fit: EllipseFit, peaks: np.ndarray) -> float:

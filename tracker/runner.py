@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tracker.evaluation import center_error_px
 from tracker.fitting import EyeFit
 from tracker.pipeline import Tracker
 from tracker.sources import drain
@@ -473,7 +474,7 @@ class TruthComparison:
             return
         self.truth_frames += 1
         if found is not None:
-            self.errors_px.append(math.hypot(found.cx - truth.cx, found.cy - truth.cy))
+            self.errors_px.append(center_error_px(truth, found))
 
     def line(self, name: str) -> str:
         """One summary line: detection rate and centre error median / p95."""
