@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 
 from tracker.backends.base import Backend
-from tracker.fitting import EyeFit, FitConfig, fit_eye, warm_up
+from tracker.fit.eye import EyeFit, FitConfig, fit_eye, warm_up
+from tracker.fit.smoothing import BoundarySmoother, SmoothingConfig
 from tracker.preprocess import Preprocessor
-from tracker.smoothing import BoundarySmoother, SmoothingConfig
 from tracker.structures import Frame, FrameResult, Status
 
 

@@ -1,6 +1,6 @@
 """Training data: image + mask folders (or synthetic eyes) -> model-resolution images and visible boundary arcs.
 
-Mask conventions (see tracker.masks): "hole" (the development set: 255 = iris texture, the pupil is
+Mask conventions (see tools.masks): "hole" (the development set: 255 = iris texture, the pupil is
 the hole, eyelids cut the mask) and "labels" (0 background, 1 iris, 2 pupil); "auto" tells them apart.
 Every sample is stored at model resolution: the image resized exactly as the runtime does
 (tracker.preprocess) and the visible limbus / pupil arcs in model pixels, lid cut lines excluded.
@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tracker.masks import boundaries_from_mask, visible_arcs
+from tools.masks import boundaries_from_mask, visible_arcs
 from tracker.preprocess import INPUT_HW, frame_to_model_affine, to_gray
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -157,10 +157,10 @@ def load_samples(
 def _cache_path(records: list[Record], input_hw: tuple[int, int], cache_dir: Path) -> Path:
     h = hashlib.sha256(f"{LABEL_VERSION}:{input_hw}".encode())
     # The labelling code is part of the key: a change in mask fitting invalidates the cache.
-    import tracker.geometry
-    import tracker.masks
+    import tools.masks
+    import tracker.fit.geometry
 
-    for module in (tracker.geometry, tracker.masks):
+    for module in (tracker.fit.geometry, tools.masks):
         h.update(Path(module.__file__).read_bytes())
     for r in records:
         for p in (r.image_path, r.mask_path):
@@ -214,8 +214,8 @@ def _read_cache(path: Path, records: list[Record]) -> list[EdgeSample]:
 def synthetic_samples(
     n: int, input_hw: tuple[int, int] = INPUT_HW, seed: int = 0, size_wh: tuple[int, int] = (320, 240)
 ) -> list[EdgeSample]:
-    """N synthetic eyes (tracker.synthetic) with exact ellipses, visible arcs from their exact masks."""
-    from tracker.synthetic import random_eye_params, render_eye
+    """N synthetic eyes (tools.synthetic) with exact ellipses, visible arcs from their exact masks."""
+    from tools.synthetic import random_eye_params, render_eye
 
     rng = np.random.default_rng(seed)
     samples = []

@@ -71,8 +71,8 @@ def _versions() -> dict:
 
 def parity_inputs(run: Path, input_hw: tuple[int, int], n: int = 8) -> np.ndarray:
     """Real-looking inputs for the parity check: synthetic eyes, preprocessed like the runtime does."""
+    from tools.synthetic import random_eye_params, render_eye
     from tracker.preprocess import Preprocessor
-    from tracker.synthetic import random_eye_params, render_eye
 
     rng = np.random.default_rng(1234)
     pre = Preprocessor(input_hw)

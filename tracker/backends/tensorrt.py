@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker.engines import (
+from tracker.backends.engines import (
     EngineCard,
     card_path,
     ensure_engine,
@@ -122,7 +122,7 @@ class TensorRTBackend:
         """Deserialise the engine (rebuilding once on a version-tag error when allowed) and allocate buffers."""
         import tensorrt as trt
 
-        from tracker.engines import _capturing_logger, build_engine
+        from tracker.backends.engines import _capturing_logger, build_engine
 
         self._trt = trt
         self._logger = _capturing_logger(trt)

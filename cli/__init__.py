@@ -1,0 +1,48 @@
+"""Thin click layer: registers every command on one group; nothing else imports this package.
+
+Commands parse options, build library objects and turn a TrackerError into one `error:` line and exit 1.
+Heavy dependencies (TensorFlow, TensorRT, pycuda) are imported only inside the command that needs them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from cli import gpu, run, train
+from tracker.errors import TrackerError
+
+
+class _Group(click.Group):
+    """A click group that reports library errors in one line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except TrackerError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="iristrack")
+def main() -> None:
+    """Iris and pupil edge tracker: train, export, run, evaluate, benchmark."""
+
+
+for _command in (
+    run.run,
+    run.eval_command,
+    run.bench,
+    gpu.build_engine_cmd,
+    gpu.check_gpu_cmd,
+    gpu.info_cmd,
+    train.train,
+    train.export,
+    train.edge_eval,
+):
+    main.add_command(_command)

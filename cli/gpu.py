@@ -1,0 +1,205 @@
+"""CLI commands for GPU engines and the environment: build-engine, check-gpu, info (registered on cli.main)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from tracker.errors import ModelError
+
+
+@click.command("build-engine")
+@click.argument("model", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp16", show_default=True)
+@click.option("--max-batch", type=click.IntRange(1, 256), default=1, show_default=True, help="Largest batch per call.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Engine file (default: the cache).")
+@click.option("--workspace-mb", type=click.IntRange(16), default=1024, show_default=True, help="Builder scratch.")
+@click.option("--device", type=click.IntRange(0), default=0, show_default=True, help="CUDA device index.")
+def build_engine_cmd(
+    model: Path | None, precision: str, max_batch: int, out: Path | None, workspace_mb: int, device: int
+) -> None:
+    """Build a TensorRT engine for MODEL.onnx (default: the shipped model) on this GPU."""
+    from tracker.backends.engines import EngineCard, build_engine, card_path, ensure_engine
+    from tracker.backends.select import tensorrt_unavailable_reason
+    from tracker.paths import default_model_path
+
+    model = model or default_model_path()
+    if not model.is_file():
+        raise ModelError(f"model file not found: {model}")
+    for problem in _audit_or_empty(model):
+        click.echo(f"warning: {problem}", err=True)
+    reason = tensorrt_unavailable_reason()
+    if reason:
+        raise ModelError(f"cannot build a TensorRT engine here: {reason} (see docs/GPU.md)")
+    if out is not None:
+        card = build_engine(model, out, precision=precision, max_batch=max_batch, workspace_mb=workspace_mb,
+                            device=device)  # fmt: skip
+        path = out
+    else:
+        path = ensure_engine(model, precision, max_batch, device=device, workspace_mb=workspace_mb, force=True)
+        card = EngineCard.load(card_path(path))
+    click.echo(
+        f"built {path}: TensorRT {card.tensorrt_version}, {card.gpu_name} ({card.compute_capability}), "
+        f"{card.precision}, max batch {card.max_batch}, input {card.input_hw[0]}x{card.input_hw[1]}"
+    )
+
+
+@click.command("check-gpu")
+@click.argument("model", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp16", show_default=True)
+@click.option("--frames", "n_frames", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--iters", type=click.IntRange(10), default=200, show_default=True, help="Timed calls per row.")
+def check_gpu_cmd(model: Path | None, precision: str, n_frames: int, iters: int) -> None:
+    """Compare TensorRT with ONNX Runtime on a synthetic clip and time both (exit 2 when no GPU)."""
+    from tools.gpu_check import format_report, gpu_unavailable_reason, run_gpu_check
+
+    reason = gpu_unavailable_reason()
+    if reason:
+        click.echo(f"check-gpu cannot run on this machine: {reason} (see docs/GPU.md)", err=True)
+        sys.exit(2)
+    report = run_gpu_check(model, precision=precision, n_frames=n_frames, iters=iters,
+                           progress=lambda msg: click.echo(msg, err=True))  # fmt: skip
+    click.echo(format_report(report))
+    if not report.ok:
+        sys.exit(1)
+
+
+@click.command("info")
+def info_cmd() -> None:
+    """Print versions, backends, GPU, default model and engine cache: what to paste into a bug report."""
+    for key, value in _info_lines():
+        click.echo(f"{key + ':':<22} {value}")
+
+
+def _info_lines() -> list[tuple[str, str]]:
+    """(label, value) pairs for `iristrack info`; never raises for a missing optional package."""
+    from tracker.backends.select import available_backends
+    from tracker.paths import default_model_path, engine_cache_dir
+
+    lines = [
+        ("iristrack", _version("iristrack")),
+        ("python", sys.version.split()[0]),
+        ("platform", platform.platform()),
+        ("cpu count", str(os.cpu_count())),
+    ]
+    try:
+        import onnxruntime as ort
+
+        lines.append(("onnxruntime", f"{ort.__version__} (providers: {', '.join(ort.get_available_providers())})"))
+    except ImportError:
+        lines.append(("onnxruntime", "not installed"))
+    try:
+        import openvino as ov
+
+        lines.append(("openvino", f"{ov.get_version()} (devices: {', '.join(ov.Core().available_devices)})"))
+    except ImportError:
+        lines.append(("openvino", 'not installed (pip install -e ".[fast]")'))
+    except Exception as exc:  # OpenVINO can import but fail to enumerate devices
+        lines.append(("openvino", f"installed, cannot list devices: {str(exc).splitlines()[0]}"))
+    for name, status in available_backends().items():
+        lines.append((f"backend {name}", status))
+    lines.append(("tensorrt", _version("tensorrt")))
+    lines.append(("pycuda", _version("pycuda")))
+    lines.append(("gpu", _gpu_summary()))
+    model = default_model_path()
+    lines.append(("default model", f"{model}" + ("" if model.is_file() else " (missing)")))
+    card = model.with_name("model.json")
+    if card.is_file():
+        lines.append(("model card", _model_card_summary(card)))
+    cache = engine_cache_dir()
+    entries = sorted(cache.glob("*.engine")) if cache.is_dir() else []
+    lines.append(("engine cache", f"{cache} ({len(entries)} engine{'s' if len(entries) != 1 else ''})"))
+    for entry in entries:
+        lines.append(("  engine", _engine_summary(entry)))
+    return lines
+
+
+def _version(dist: str) -> str:
+    """Installed version of a distribution, or 'not installed'."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in (dist, f"{dist}-cu12", f"{dist}-cu11"):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return "not installed"
+
+
+def _gpu_summary() -> str:
+    """GPU name(s) and driver version from nvidia-smi, else from pycuda, else why none is known."""
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run(
+                [smi, "--query-gpu=name,driver_version,compute_cap", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=10, check=True,
+            ).stdout.strip()  # fmt: skip
+            if out:
+                return "; ".join(
+                    f"{name.strip()} (driver {drv.strip()}, compute {cc.strip()})"
+                    for name, drv, cc in (row.split(",")[:3] for row in out.splitlines() if row.count(",") >= 2)
+                )
+        except (subprocess.SubprocessError, OSError):
+            pass
+    try:
+        import pycuda.driver as cuda
+
+        cuda.init()
+        driver = cuda.get_driver_version()
+        names = [cuda.Device(i).name() for i in range(cuda.Device.count())]
+        return f"{', '.join(names) or 'none'} (CUDA driver API {driver // 1000}.{driver % 1000 // 10})"
+    except ImportError:
+        return "unknown (no nvidia-smi, pycuda not installed)"
+    except Exception as exc:  # no driver, no device
+        return f"none found ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+
+
+def _model_card_summary(path: Path) -> str:
+    """'input 1x128x128x1 image -> edges (limbus, pupil); test edge F 0.938 / 0.999; sha256 1a2b3c4d...'."""
+    try:
+        data = json.loads(path.read_text())
+        shape = "x".join(str(d) for d in data["input"]["shape"])
+        channels = ", ".join(data["output"]["channels"])
+        test = (data.get("metrics", {}).get("edge_f_ods_2px") or {}).get("test") or {}
+        scores = " / ".join(f"{test[c]['f']:.3f}" for c in data["output"]["channels"] if c in test)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"unreadable ({exc})"
+    return (
+        f"input {shape} {data['input']['name']} -> {data['output']['name']} ({channels}); "
+        f"test edge F {scores or 'n/a'}; sha256 {data.get('onnx', {}).get('sha256', '')[:12]}..."
+    )
+
+
+def _engine_summary(path: Path) -> str:
+    """'name: TensorRT 10.8.0, NVIDIA L4 (8.9), fp16, max batch 8, 12.3 MB' from the engine's card."""
+    from tracker.backends.engines import EngineCard, card_path
+
+    size = f"{path.stat().st_size / 1e6:.1f} MB"
+    try:
+        c = EngineCard.load(card_path(path))
+    except ModelError:
+        return f"{path.name}: no readable card, {size}"
+    return (
+        f"{path.name}: TensorRT {c.tensorrt_version}, {c.gpu_name} ({c.compute_capability}), {c.precision}, "
+        f"max batch {c.max_batch}, {size}, built {c.built_at or '?'}"
+    )
+
+
+def _audit_or_empty(model: Path) -> list[str]:
+    """ONNX audit problems, or [] when the onnx package is not installed (the audit is advisory here)."""
+    from tools.onnx_audit import audit_onnx
+
+    try:
+        return audit_onnx(model)
+    except ModelError as exc:
+        if "onnx package" in str(exc):
+            return []
+        raise

@@ -1,0 +1,351 @@
+import csv
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.paths import SHARED_DATA
+from tools.evaluation import (
+    EvalItem,
+    boundary_error_px,
+    center_error_px,
+    ellipse_iou,
+    evaluate,
+    format_table,
+    is_hit,
+    load_eval_set,
+    point_to_ellipse_px,
+)
+from tracker.errors import SourceError
+from tracker.structures import Ellipse
+
+DISTANCE_TOL_PX = 0.01
+IOU_TOL = 0.005  # relative
+FIT_TOL_PX = 0.5  # ellipse fitted to a rasterised mask vs the drawn ellipse
+DATA_DIR = SHARED_DATA / "irisseg-ep"
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+
+def test_identical_ellipses_have_zero_error_and_unit_iou():
+    e = Ellipse(40.0, 30.0, 20.0, 12.0, 0.7)
+    assert center_error_px(e, e) == 0.0
+    assert boundary_error_px(e, e) < 1e-6
+    assert ellipse_iou(e, e) == pytest.approx(1.0, rel=IOU_TOL)
+
+
+def test_concentric_circles():
+    small, big = Ellipse.circle(0, 0, 10), Ellipse.circle(0, 0, 12)
+    assert boundary_error_px(small, big) == pytest.approx(2.0, abs=DISTANCE_TOL_PX)
+    assert boundary_error_px(big, small) == pytest.approx(2.0, abs=DISTANCE_TOL_PX)
+    assert ellipse_iou(small, big) == pytest.approx(100 / 144, rel=IOU_TOL)
+
+
+def test_shifted_circle():
+    gt, pred = Ellipse.circle(50, 50, 20), Ellipse.circle(53, 54, 20)
+    assert center_error_px(gt, pred) == pytest.approx(5.0)
+    # Two r=20 circles 5 px apart overlap by the lens area.
+    d, r = 5.0, 20.0
+    lens = 2 * r * r * math.acos(d / (2 * r)) - 0.5 * d * math.sqrt(4 * r * r - d * d)
+    assert ellipse_iou(gt, pred) == pytest.approx(lens / (2 * math.pi * r * r - lens), rel=IOU_TOL)
+
+
+def test_disjoint_ellipses_have_zero_iou():
+    assert ellipse_iou(Ellipse.circle(0, 0, 5), Ellipse.circle(100, 0, 5)) == 0.0
+
+
+def test_rotated_ellipse_against_its_axis_swapped_twin():
+    # The same ellipse rotated by 90 degrees: the centre agrees, the boundary does not.
+    gt = Ellipse(0, 0, 20, 10, 0.3)
+    pred = Ellipse(0, 0, 20, 10, 0.3 + math.pi / 2)
+    assert center_error_px(gt, pred) == 0.0
+    # The overlap is the intersection of two congruent crossed ellipses: check it by dense rasterisation.
+    scale = 50
+    canvas = np.zeros((60 * scale, 60 * scale), np.uint8)
+    a, b = canvas.copy(), canvas.copy()
+    for img, e in ((a, gt), (b, pred)):
+        centre = (30 * scale, 30 * scale)
+        cv2.ellipse(img, (centre, (2 * e.semi_major * scale, 2 * e.semi_minor * scale), e.angle_deg), 1, -1)
+    expected = np.count_nonzero(a & b) / np.count_nonzero(a | b)
+    assert ellipse_iou(gt, pred) == pytest.approx(expected, rel=IOU_TOL)
+    # Boundary error: the major-axis ends of gt are 10 px outside pred; the mean is large but below 10.
+    err = boundary_error_px(gt, pred)
+    assert 3.0 < err < 10.0
+
+
+def test_point_to_ellipse_distance_matches_brute_force():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        e = Ellipse(rng.uniform(-5, 5), rng.uniform(-5, 5), rng.uniform(5, 40), rng.uniform(1, 40), rng.uniform(0, 3))
+        xy = rng.uniform(-60, 60, (50, 2))
+        xy[:5] = [e.cx, e.cy] + rng.normal(0, 0.3, (5, 2))  # near the centre, where naive methods fail
+        dense = e.points(100_000)
+        brute = np.array([np.hypot(*(dense - p).T).min() for p in xy])
+        np.testing.assert_allclose(point_to_ellipse_px(e, xy), brute, atol=DISTANCE_TOL_PX)
+
+
+def test_boundary_error_of_a_rotated_ellipse_against_a_circle():
+    # Points of gt at parametric angle t are (a cos t, b sin t) rotated; a circle of radius r at the same
+    # centre is |r - radius| away from each, whatever the rotation.
+    gt = Ellipse(10, 20, 15, 9, 1.1)
+    circle = Ellipse.circle(10, 20, 12)
+    t = np.linspace(0, 2 * np.pi, 360, endpoint=False)
+    expected = np.abs(12 - np.hypot(15 * np.cos(t), 9 * np.sin(t))).mean()
+    assert boundary_error_px(gt, circle) == pytest.approx(expected, abs=DISTANCE_TOL_PX)
+
+
+@pytest.mark.parametrize(
+    ("shift_px", "hit"),
+    [(0.0, True), (0.99, True), (1.0, True), (1.01, False), (3.0, False)],
+)
+def test_hit_threshold_is_five_percent_of_gt_semi_major(shift_px, hit):
+    gt = Ellipse(100, 100, 20, 15, 0.2)  # 5% of 20 px = 1 px
+    assert is_hit(gt, Ellipse(100 + shift_px, 100, 20, 15, 0.2)) is hit
+
+
+def test_none_prediction_is_not_a_hit():
+    assert not is_hit(Ellipse.circle(0, 0, 10), None)
+
+
+# ------------------------------------------------------------------------------------------ aggregation
+
+STAT_KEYS = {"median", "mean", "p95"}
+
+
+def _items():
+    iris, pupil = Ellipse.circle(50, 50, 30), Ellipse.circle(50, 50, 10)
+    img = np.zeros((100, 100), np.uint8)
+    return [
+        EvalItem("a", img, iris, pupil),
+        EvalItem("b", img, iris, pupil),
+        EvalItem("c", img, iris, None),  # no pupil ground truth: not scored for the pupil
+    ]
+
+
+def test_evaluate_schema_and_counts():
+    preds = iter(
+        [
+            (Ellipse.circle(50, 50, 30), Ellipse.circle(50.2, 50, 10)),  # both hits
+            (Ellipse.circle(60, 50, 30), None),  # iris a miss (10 px off), pupil not detected
+            (None, Ellipse.circle(0, 0, 3)),  # iris not detected; pupil without gt is ignored
+        ]
+    )
+    result = evaluate(_items(), lambda image: next(preds))
+    assert set(result) == {"images", "iris", "pupil"}
+    assert result["images"] == 3
+    for b in ("iris", "pupil"):
+        assert set(result[b]) == {"n", "detected", "center_err_px", "boundary_err_px", "iou", "hit_rate"}
+        for k in ("center_err_px", "boundary_err_px", "iou"):
+            assert set(result[b][k]) == STAT_KEYS
+    iris, pupil = result["iris"], result["pupil"]
+    assert (iris["n"], iris["detected"]) == (3, 2)
+    assert iris["hit_rate"] == pytest.approx(1 / 3)
+    assert iris["center_err_px"]["median"] == pytest.approx(5.0)
+    assert iris["center_err_px"]["mean"] == pytest.approx(5.0)
+    assert (pupil["n"], pupil["detected"]) == (2, 1)
+    assert pupil["hit_rate"] == pytest.approx(0.5)
+    assert pupil["center_err_px"]["median"] == pytest.approx(0.2)
+    assert pupil["iou"]["median"] < 1.0
+    json.dumps(result)  # plain types only: the CLI prints it with --json
+
+
+def test_evaluate_with_no_detections_gives_null_stats():
+    result = evaluate(_items(), lambda image: (None, None))
+    assert result["iris"]["detected"] == 0
+    assert result["iris"]["hit_rate"] == 0.0
+    assert result["iris"]["center_err_px"] == {"median": None, "mean": None, "p95": None}
+
+
+def test_format_table_has_a_row_per_method_and_boundary():
+    perfect = evaluate(_items(), lambda image: (Ellipse.circle(50, 50, 30), Ellipse.circle(50, 50, 10)))
+    nothing = evaluate(_items(), lambda image: (None, None))
+    table = format_table({"neural": perfect, "classical": nothing})
+    lines = table.splitlines()
+    assert lines[0].startswith("| method | boundary |")
+    assert len(lines) == 2 + 4
+    assert "| neural | iris | 3 | 100.0 |" in table
+    assert "| classical | pupil | 2 | 0.0 | - |" in table
+
+
+# --------------------------------------------------------------------------------------------- datasets
+
+
+def _draw_hole_mask(shape_hw, iris: Ellipse, pupil: Ellipse) -> np.ndarray:
+    mask = np.zeros(shape_hw, np.uint8)
+    cv2.ellipse(mask, iris.to_cv2(), 255, -1)
+    cv2.ellipse(mask, pupil.to_cv2(), 0, -1)
+    return mask
+
+
+IRIS = Ellipse(60, 50, 30, 27, 0.4)
+PUPIL = Ellipse(62, 51, 11, 10, 1.0)
+
+
+def _mask_layout(root: Path, n: int = 3, labels: bool = False) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        cv2.imwrite(str(root / "images" / f"eye{i}.png"), np.full((100, 120), 128 + i, np.uint8))
+        mask = _draw_hole_mask((100, 120), IRIS, PUPIL)
+        if labels:
+            mask = (mask > 0).astype(np.uint8)  # 1 = iris
+            cv2.ellipse(mask, PUPIL.to_cv2(), 2, -1)  # 2 = pupil
+        cv2.imwrite(str(root / "masks" / f"eye{i}.png"), mask)
+    return root
+
+
+def _close(a: Ellipse, b: Ellipse, tol: float = FIT_TOL_PX) -> bool:
+    return center_error_px(a, b) < tol and boundary_error_px(a, b) < tol
+
+
+@pytest.mark.parametrize("labels", [False, True])
+def test_mask_layout(tmp_path, labels):
+    items = list(load_eval_set(_mask_layout(tmp_path / "set", labels=labels)))
+    assert [i.name for i in items] == ["eye0.png", "eye1.png", "eye2.png"]
+    assert items[1].image.shape == (100, 120) and items[1].image[0, 0] == 129
+    for item in items:
+        assert _close(item.iris_gt, IRIS) and _close(item.pupil_gt, PUPIL)
+
+
+def test_mask_layout_limit(tmp_path):
+    assert len(list(load_eval_set(_mask_layout(tmp_path / "set"), limit=2))) == 2
+
+
+def test_mask_layout_missing_mask_is_a_source_error(tmp_path):
+    root = _mask_layout(tmp_path / "set")
+    (root / "masks" / "eye1.png").unlink()
+    with pytest.raises(SourceError, match="no mask"):
+        load_eval_set(root)
+
+
+def test_mask_layout_size_mismatch_is_a_source_error(tmp_path):
+    root = _mask_layout(tmp_path / "set")
+    cv2.imwrite(str(root / "masks" / "eye0.png"), np.zeros((50, 60), np.uint8))
+    with pytest.raises(SourceError, match="must match"):
+        load_eval_set(root)
+
+
+def test_ellipse_csv_layout_with_blank_cells(tmp_path):
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(root / "images" / name), np.zeros((80, 90, 3), np.uint8))
+    columns = ["image"] + [f"{b}_{c}" for b in ("iris", "pupil") for c in ("cx", "cy", "semi_major", "semi_minor")]
+    columns += ["iris_angle_deg", "pupil_angle_deg", "note"]
+    with (root / "ellipses.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        w.writerow(
+            {
+                "image": "a.png",
+                **{"iris_cx": 40, "iris_cy": 35, "iris_semi_major": 20, "iris_semi_minor": 18, "iris_angle_deg": 90},
+                **{"pupil_cx": 41, "pupil_cy": 36, "pupil_semi_major": 6, "pupil_semi_minor": 6},
+                "pupil_angle_deg": 0,
+                "note": "extra columns are ignored",
+            }
+        )
+        w.writerow({"image": "b.png", "iris_cx": 40, "iris_cy": 35, "iris_semi_major": 20, "iris_semi_minor": 18,
+                    "iris_angle_deg": 10})  # fmt: skip
+    a, b = load_eval_set(root)
+    assert a.iris_gt == Ellipse(40, 35, 20, 18, math.pi / 2)
+    assert a.pupil_gt == Ellipse.circle(41, 36, 6)
+    assert a.image.shape == (80, 90, 3)
+    assert b.pupil_gt is None and b.iris_gt.angle_deg == pytest.approx(10)
+
+
+def test_ellipse_csv_partial_row_is_a_source_error(tmp_path):
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    cv2.imwrite(str(root / "images" / "a.png"), np.zeros((8, 8), np.uint8))
+    header = "image,iris_cx,iris_cy,iris_semi_major,iris_semi_minor,iris_angle_deg,"
+    header += "pupil_cx,pupil_cy,pupil_semi_major,pupil_semi_minor,pupil_angle_deg\n"
+    (root / "ellipses.csv").write_text(header + "a.png,4,4,3,,0,,,,,\n")
+    with pytest.raises(SourceError, match="all blank"):
+        list(load_eval_set(root))
+
+
+def _index_layout(root: Path) -> Path:
+    """Two squashed datasets: stored 100x100, original 160x120 (W x H) like the development set."""
+    rows = []
+    for dataset, subjects in (("alpha", ("s1", "s2")), ("beta", ("s3",))):
+        (root / dataset / "images").mkdir(parents=True)
+        (root / dataset / "masks").mkdir()
+        for subject in subjects:
+            image = np.full((100, 100, 3), 200, np.uint8)
+            cv2.imwrite(str(root / dataset / "images" / f"{subject}.jpg"), image)
+            cv2.imwrite(str(root / dataset / "masks" / f"{subject}.png"), _draw_hole_mask((100, 100), IRIS, PUPIL))
+            rows.append([dataset, f"{dataset}/images/{subject}.jpg", f"{dataset}/masks/{subject}.png", subject,
+                         "L", "train", 100, 100, 120, 160])  # fmt: skip
+    with (root / "index.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["dataset", "image", "mask", "subject", "eye", "source_split", "height", "width",
+                    "original_height", "original_width"])  # fmt: skip
+        w.writerows(rows)
+    return root
+
+
+def _mapped(e: Ellipse, sx: float, sy: float) -> Ellipse:
+    return e.affine(np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]]))
+
+
+def test_index_layout_original_size(tmp_path):
+    root = _index_layout(tmp_path / "ep")
+    items = list(load_eval_set(root))
+    assert [i.name for i in items] == ["alpha/images/s1.jpg", "alpha/images/s2.jpg", "beta/images/s3.jpg"]
+    for item in items:
+        assert item.image.shape == (120, 160, 3)
+        # Ground truth follows the image back to its original size (x * 1.6, y * 1.2).
+        assert _close(item.iris_gt, _mapped(IRIS, 1.6, 1.2), 0.8)
+        assert _close(item.pupil_gt, _mapped(PUPIL, 1.6, 1.2), 0.8)
+
+
+def test_index_layout_stored_size_and_subject_split(tmp_path):
+    root = _index_layout(tmp_path / "ep")
+    items = list(load_eval_set(root, split_subjects={"s2", "s3"}, original_size=False))
+    assert [i.name for i in items] == ["alpha/images/s2.jpg", "beta/images/s3.jpg"]
+    assert items[0].image.shape == (100, 100, 3)
+    assert _close(items[0].iris_gt, IRIS)
+
+
+def test_index_layout_dataset_subfolder(tmp_path):
+    root = _index_layout(tmp_path / "ep")
+    items = list(load_eval_set(root / "alpha"))
+    assert [i.name for i in items] == ["alpha/images/s1.jpg", "alpha/images/s2.jpg"]
+    assert items[0].image.shape == (120, 160, 3)
+
+
+def test_index_layout_unknown_subjects_is_a_source_error(tmp_path):
+    with pytest.raises(SourceError, match="no images"):
+        load_eval_set(_index_layout(tmp_path / "ep"), split_subjects={"nobody"})
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda root: None, "does not exist"),
+        (lambda root: root.mkdir(), "no images/ folder"),
+        (lambda root: (root / "images").mkdir(parents=True), "neither masks/ nor ellipses.csv"),
+        (lambda root: ((root / "images").mkdir(parents=True), (root / "masks").mkdir()), "no images in"),
+    ],
+)
+def test_bad_data_dir_is_a_source_error(tmp_path, make, message):
+    root = tmp_path / "data"
+    make(root)
+    with pytest.raises(SourceError, match=message):
+        load_eval_set(root)
+
+
+# -------------------------------------------------------------------------------------------- real data
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not (DATA_DIR / "index.csv").is_file(), reason="development data not in ../shared/data")
+def test_index_layout_reads_the_development_set():
+    items = list(load_eval_set(DATA_DIR / "iitd", limit=3))
+    assert len(items) == 3
+    assert items[0].image.shape[:2] == (240, 320)
+    assert all(i.iris_gt is not None and 40 < i.iris_gt.semi_major < 200 for i in items)

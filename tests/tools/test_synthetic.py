@@ -1,0 +1,231 @@
+"""Synthetic eyes: determinism, exact labels, sub-pixel boundaries, clip events and file writers."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+
+from tools.synthetic import (
+    CLIP_COLUMNS,
+    IMAGE_SET_COLUMNS,
+    EyeParams,
+    lid_signed_distances,
+    random_eye_params,
+    render_clip,
+    render_eye,
+    write_clip,
+    write_image_set,
+)
+from tracker.structures import Ellipse
+
+SIZE_WH = (320, 240)
+BOUNDARY_TOL_PX = 0.5  # 50 % crossing of the intensity profile vs the truth ellipse, clean frame
+BOUNDARY_MEDIAN_TOL_PX = 0.2
+
+
+def _no_lids(p: EyeParams) -> EyeParams:
+    """The same eye with the lids pushed far outside the frame."""
+    return replace(p, lid_half_width_px=1e5, upper_lid_height_px=1e5, lower_lid_height_px=1e5, openness=1.0)
+
+
+def _clean(p: EyeParams) -> EyeParams:
+    """The same eye with no lashes, glints, blur, noise, gradient or tone curve."""
+    return replace(
+        p,
+        n_lashes=0,
+        glints=(),
+        blur_sigma_px=0.0,
+        noise_sigma=0.0,
+        illum_gradient_x=0.0,
+        illum_gradient_y=0.0,
+        gain=1.0,
+        gamma=1.0,
+        black_level=0.0,
+        lid_shadow=0.0,
+    )
+
+
+def _inside(ellipse: Ellipse, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Implicit value (x'/a)^2 + (y'/b)^2 of pixel centres (< 1 inside), computed from the Ellipse fields."""
+    c, s = math.cos(ellipse.angle_rad), math.sin(ellipse.angle_rad)
+    dx, dy = x - ellipse.cx, y - ellipse.cy
+    f = ((c * dx + s * dy) / ellipse.semi_major) ** 2 + ((-s * dx + c * dy) / ellipse.semi_minor) ** 2
+    return f < 1.0, np.abs(f - 1.0) < 1e-9
+
+
+def _eye(seed: int, **changes) -> EyeParams:
+    return replace(random_eye_params(np.random.default_rng(seed), SIZE_WH), **changes)
+
+
+def test_same_seed_same_pixels_different_seed_different():
+    a = random_eye_params(np.random.default_rng(7), SIZE_WH)
+    b = random_eye_params(np.random.default_rng(7), SIZE_WH)
+    assert a == b
+    img_a, truth_a = render_eye(a, SIZE_WH)
+    img_b, truth_b = render_eye(b, SIZE_WH)
+    assert img_a.shape == (240, 320) and img_a.dtype == np.uint8
+    assert np.array_equal(img_a, img_b) and np.array_equal(truth_a.mask, truth_b.mask)
+    img_c, _ = render_eye(random_eye_params(np.random.default_rng(8), SIZE_WH), SIZE_WH)
+    assert not np.array_equal(img_a, img_c)
+
+    clip_1 = [f for f, _ in render_clip(12, SIZE_WH, seed=3)]
+    clip_2 = [f for f, _ in render_clip(12, SIZE_WH, seed=3)]
+    clip_3 = [f for f, _ in render_clip(12, SIZE_WH, seed=4)]
+    assert all(np.array_equal(f1, f2) for f1, f2 in zip(clip_1, clip_2, strict=True))
+    assert not np.array_equal(clip_1[0], clip_3[0])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4, 5])
+def test_mask_is_exact_without_lids(seed):
+    params = _no_lids(_eye(seed))
+    _, truth = render_eye(params, SIZE_WH)
+    y, x = np.mgrid[0 : SIZE_WH[1], 0 : SIZE_WH[0]].astype(np.float64)
+    in_pupil, pupil_edge = _inside(truth.pupil, x, y)
+    in_iris, iris_edge = _inside(truth.iris, x, y)
+    expected = np.where(in_pupil, 2, np.where(in_iris, 1, 0))
+    decidable = ~(pupil_edge | iris_edge)  # centres on the curve to 1e-9 may go either way
+    assert np.array_equal(truth.mask[decidable], expected[decidable])
+    assert truth.iris_visible_fraction == 1.0 and truth.pupil_visible_fraction == 1.0
+
+
+@pytest.mark.parametrize("seed", [10, 11, 12, 13])
+def test_mask_excludes_lids(seed):
+    params = _eye(seed, openness=0.6)
+    _, truth = render_eye(params, SIZE_WH)
+    y, x = np.mgrid[0 : SIZE_WH[1], 0 : SIZE_WH[0]].astype(np.float64)
+    d_up, d_lo = lid_signed_distances(params, x, y)
+    in_pupil, _ = _inside(truth.pupil, x, y)
+    in_iris, _ = _inside(truth.iris, x, y)
+    open_ = (d_up > 0) & (d_lo > 0)
+    assert not truth.mask[~open_].any()
+    assert np.array_equal(truth.mask == 2, in_pupil & open_)
+    assert np.array_equal(truth.mask == 1, in_iris & ~in_pupil & open_)
+
+
+def test_closed_eye_hides_both_boundaries():
+    _, truth = render_eye(_eye(3, openness=0.0), SIZE_WH)
+    assert truth.openness == 0.0
+    assert truth.iris_visible_fraction < 0.02 and truth.pupil_visible_fraction < 0.02
+    assert not truth.mask.any()
+
+
+def _ray_crossings(image: np.ndarray, ellipse: Ellipse, n_rays: int = 24) -> np.ndarray:
+    """Signed offsets (px, + outward) of the 50 % intensity crossing from the ellipse along radial rays."""
+    img = image.astype(np.float32)
+    errors = []
+    for t in np.linspace(0.0, 2 * np.pi, n_rays, endpoint=False):
+        edge = ellipse.points_at(np.array([t]))[0]
+        direction = edge - np.array(ellipse.center_xy)
+        direction /= np.linalg.norm(direction)
+        steps = np.arange(-3.0, 3.0001, 0.02)
+        pts = edge[None, :] + steps[:, None] * direction[None, :]
+        if pts.min() < 1 or pts[:, 0].max() > image.shape[1] - 2 or pts[:, 1].max() > image.shape[0] - 2:
+            continue
+        profile = cv2.remap(
+            img, pts[:, 0].astype(np.float32)[None], pts[:, 1].astype(np.float32)[None], cv2.INTER_LINEAR
+        )[0]
+        inner = profile[np.abs(steps + 1.25) <= 0.25].mean()
+        outer = profile[np.abs(steps - 1.25) <= 0.25].mean()
+        above = (profile - 0.5 * (inner + outer)) * np.sign(outer - inner) > 0
+        # The crossing closest to the truth: the edge between the inner and outer plateaus.
+        flips = np.flatnonzero(above[1:] != above[:-1])
+        errors.append(steps[flips[np.argmin(np.abs(steps[flips]))]] + 0.01 if len(flips) else np.inf)
+    return np.array(errors)
+
+
+@pytest.mark.parametrize("seed", [20, 21, 22])
+def test_intensity_profile_crosses_at_the_truth_ellipse(seed):
+    params = _clean(_no_lids(_eye(seed, iris_cx=160.0, iris_cy=120.0, iris_radius_px=60.0)))
+    image, truth = render_eye(params, SIZE_WH)
+    for ellipse in (truth.iris, truth.pupil):
+        errors = _ray_crossings(image, ellipse)
+        assert len(errors) >= 20
+        assert np.max(np.abs(errors)) < BOUNDARY_TOL_PX
+        assert np.median(np.abs(errors)) < BOUNDARY_MEDIAN_TOL_PX
+
+
+def test_random_eyes_span_the_required_range():
+    rng = np.random.default_rng(0)
+    eyes = [random_eye_params(rng, SIZE_WH) for _ in range(400)]
+    radius_frac = np.array([p.iris_radius_px for p in eyes]) / min(SIZE_WH)
+    assert radius_frac.min() >= 0.12 and radius_frac.max() <= 0.40
+    assert radius_frac.min() < 0.14 and radius_frac.max() > 0.37
+    ratio = np.array([p.pupil_ratio for p in eyes])
+    assert ratio.min() >= 0.2 and ratio.max() <= 0.7
+    axis = np.array([math.sqrt(1 - p.tilt_x**2 - p.tilt_y**2) for p in eyes])
+    assert axis.min() >= 0.6 - 1e-9 and axis.min() < 0.65
+    assert {len(p.glints) for p in eyes} == {1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_clip_has_fixations_saccades_and_a_closing_blink(seed):
+    truths = [t for _, t in render_clip(120, SIZE_WH, fps=60.0, seed=seed)]
+    events = [t.event for t in truths]
+    assert {"fixation", "saccade", "blink"} <= set(events)
+    runs = []  # (event, start, length)
+    for i, e in enumerate(events):
+        if runs and runs[-1][0] == e and runs[-1][1] + runs[-1][2] == i:
+            runs[-1] = (e, runs[-1][1], runs[-1][2] + 1)
+        else:
+            runs.append((e, i, 1))
+    assert all(2 <= n <= 5 for e, _, n in runs if e == "saccade")
+    blink = next((s, n) for e, s, n in runs if e == "blink" and s + n < len(truths))
+    middle = truths[blink[0] + blink[1] // 2]
+    assert middle.openness == 0.0 and middle.iris_visible_fraction < 0.05
+    assert all(t.openness == 1.0 for t in truths if t.event != "blink")
+    # The demo eye is in view: open frames show most of the pupil and a good part of the limbus.
+    open_ = [t for t in truths if t.event != "blink"]
+    assert min(t.pupil_visible_fraction for t in open_) > 0.9
+    assert min(t.iris_visible_fraction for t in open_) > 0.4
+    assert all((t.mask == 2).any() for t in open_)
+    # Saccades move the iris fast; fixations barely move it.
+    centres = np.array([t.iris.center_xy for t in truths])
+    speed = np.r_[0.0, np.linalg.norm(np.diff(centres, axis=0), axis=1)]
+    is_sacc = np.array([e == "saccade" for e in events])
+    is_fix = np.array([e == "fixation" for e in events]) & np.r_[False, ~is_sacc[:-1]]
+    assert np.median(speed[is_sacc]) > 5 * np.median(speed[is_fix])
+
+
+def test_write_clip_round_trips(tmp_path):
+    video, truth_csv = tmp_path / "clip.mp4", tmp_path / "clip.csv"
+    write_clip(video, truth_csv, n_frames=60, seed=1)
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    assert len(frames) == 60 and frames[0].shape == (240, 320, 3)
+    with truth_csv.open() as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == CLIP_COLUMNS
+    assert [int(r["frame"]) for r in rows] == list(range(60))
+    assert float(rows[1]["timestamp_s"]) == pytest.approx(1 / 60.0, abs=1e-6)
+    closed = [r for r in rows if float(r["openness"]) == 0.0]
+    assert closed and all(r["iris_cx"] == "" and r["pupil_cx"] == "" for r in closed)
+    assert all(float(r["iris_semi_major"]) > 0 for r in rows if r["event"] == "fixation")
+
+
+def test_write_image_set_round_trips(tmp_path):
+    write_image_set(tmp_path, n=3, seed=5)
+    with (tmp_path / "ellipses.csv").open() as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == IMAGE_SET_COLUMNS
+    assert [r["image"] for r in rows] == ["images/0000.png", "images/0001.png", "images/0002.png"]
+    rng = np.random.default_rng(5)
+    for row in rows:
+        image = cv2.imread(str(tmp_path / row["image"]), cv2.IMREAD_UNCHANGED)
+        mask = cv2.imread(str(tmp_path / row["image"].replace("images/", "masks/")), cv2.IMREAD_UNCHANGED)
+        expected_image, truth = render_eye(random_eye_params(rng, SIZE_WH), SIZE_WH)
+        assert np.array_equal(image, expected_image) and np.array_equal(mask, truth.mask)
+        assert set(np.unique(mask)) <= {0, 1, 2}
+        assert float(row["pupil_cx"]) == pytest.approx(truth.pupil.cx, abs=1e-3)

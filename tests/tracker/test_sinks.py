@@ -1,0 +1,262 @@
+"""Result sinks: JSONL/CSV records, crash safety, overlay drawing, overlay video, fan-out, window keys."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.paths import REPO
+from tracker.errors import TrackerError
+from tracker.io.sinks import (
+    CSV_COLUMNS,
+    IRIS_BGR,
+    PUPIL_BGR,
+    CsvSink,
+    JsonlSink,
+    MultiSink,
+    VideoSink,
+    WindowControls,
+    WindowSink,
+    draw_overlay,
+    has_gui,
+    result_to_dict,
+)
+from tracker.structures import Boundary, Ellipse, Frame, FrameResult, Status
+
+
+def make_result(i: int = 0, *, pupil: bool = True, source: str = "clip.mp4") -> FrameResult:
+    iris = Boundary(Ellipse(32.123456, 24.5, 15.0, 14.0, math.radians(30.0)), 0.912345)
+    pup = Boundary(Ellipse.circle(31.0, 25.0, 5.5), 0.8) if pupil else None
+    status = Status.OK if pupil else Status.NO_PUPIL
+    return FrameResult(source, i, i / 30.0, iris, pup, status, 3.14159)
+
+
+def make_frame(i: int = 0, image: np.ndarray | None = None) -> Frame:
+    return Frame(np.zeros((48, 64), np.uint8) if image is None else image, i, i / 30.0, "clip.mp4")
+
+
+def test_result_to_dict_shape_and_rounding():
+    d = result_to_dict(make_result(3, pupil=False))
+    assert d == {
+        "source": "clip.mp4",
+        "frame": 3,
+        "timestamp_s": 0.1,
+        "iris": {
+            "cx": 32.123,
+            "cy": 24.5,
+            "semi_major": 15.0,
+            "semi_minor": 14.0,
+            "angle_deg": 30.0,
+            "confidence": 0.9123,
+        },
+        "pupil": None,
+        "status": "no_pupil",
+        "latency_ms": 3.142,
+    }
+
+
+def test_result_to_dict_is_valid_json_for_nan():
+    r = FrameResult("x", 0, float("nan"), None, None, Status.NO_IRIS, float("inf"))
+    d = json.loads(json.dumps(result_to_dict(r), allow_nan=False))
+    assert d["timestamp_s"] is None and d["latency_ms"] is None and d["iris"] is None
+
+
+def test_jsonl_lines_match_result_to_dict(tmp_path):
+    results = [make_result(i, pupil=i % 2 == 0) for i in range(5)]
+    with JsonlSink(tmp_path / "out" / "r.jsonl") as sink:
+        for r in results:
+            sink.write(make_frame(r.frame_index), r)
+            # flushed per frame: readable from outside before close
+            assert len((tmp_path / "out" / "r.jsonl").read_text().splitlines()) == r.frame_index + 1
+    lines = (tmp_path / "out" / "r.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [result_to_dict(r) for r in results]
+
+
+def test_csv_columns_and_blank_cells(tmp_path):
+    path = tmp_path / "r.csv"
+    with CsvSink(path) as sink:
+        sink.write(make_frame(0), make_result(0))
+        sink.write(make_frame(1), make_result(1, pupil=False))
+        assert len(path.read_text().splitlines()) == 3  # flushed before close
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0].keys()) == CSV_COLUMNS
+    assert CSV_COLUMNS[:5] == ("source", "frame", "timestamp_s", "iris_cx", "iris_cy")
+    assert CSV_COLUMNS[-2:] == ("status", "latency_ms")
+    assert rows[0]["iris_cx"] == "32.123" and rows[0]["pupil_semi_major"] == "5.5" and rows[0]["status"] == "ok"
+    assert all(rows[1][c] == "" for c in CSV_COLUMNS if c.startswith("pupil_"))
+    assert rows[1]["iris_confidence"] == "0.9123" and rows[1]["status"] == "no_pupil"
+
+
+KILL_SCRIPT = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from tests.tracker.test_sinks import make_frame, make_result
+from tracker.io.sinks import JsonlSink
+sink = JsonlSink({path!r})
+for i in range({k}):
+    sink.write(make_frame(i), make_result(i))
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_sigkill_loses_no_written_frame(tmp_path):
+    path, k = tmp_path / "r.jsonl", 7
+    script = KILL_SCRIPT.format(repo=str(REPO), path=str(path), k=k)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    text = path.read_text()
+    assert text.endswith("\n")
+    lines = text.splitlines()
+    assert len(lines) == k
+    assert [json.loads(line)["frame"] for line in lines] == list(range(k))
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((48, 64), np.uint8),
+        np.zeros((48, 64), np.uint16) + 1000,
+        np.zeros((48, 64, 3), np.uint8),
+        np.zeros((48, 64, 4), np.uint8),
+        np.zeros((47, 63, 3), np.uint16),
+    ],
+    ids=["gray8", "gray16", "bgr8", "bgra8", "bgr16-odd"],
+)
+def test_draw_overlay_returns_bgr8_copy(image):
+    before = image.copy()
+    out = draw_overlay(image, make_result(), fps=29.97)
+    assert out.dtype == np.uint8 and out.shape == (*image.shape[:2], 3)
+    np.testing.assert_array_equal(image, before)  # the frame itself is never drawn on
+    assert out.any()
+
+
+def test_draw_overlay_puts_ellipses_where_they_are():
+    r = FrameResult("x", 0, 0.0, Boundary(Ellipse.circle(40.25, 30.5, 20.0), 0.9), None, Status.NO_PUPIL, 1.0)
+    out = draw_overlay(np.zeros((64, 96), np.uint8), r, text=False)
+    on_curve = out[30, 60].astype(int)  # (40.25 + 20, 30.5) rounds to column 60, row 30
+    assert on_curve[1] > 100 and on_curve[0] < 60 and on_curve[2] < 60  # green
+    assert not out[5, 5].any() and not out[30, 50].any()  # background and interior untouched
+    r2 = FrameResult("x", 0, 0.0, None, Boundary(Ellipse.circle(40.0, 30.0, 6.0), 0.9), Status.NO_IRIS, 1.0)
+    out2 = draw_overlay(np.zeros((64, 96), np.uint8), r2, text=False)
+    px = out2[30, 46].astype(int)
+    assert px[0] > 100 and px[2] > 100 and px[1] < 60  # magenta
+    assert IRIS_BGR != PUPIL_BGR
+
+
+def test_video_sink_writes_a_playable_file(tmp_path):
+    path = tmp_path / "sub" / "overlay.mp4"
+    n = 12
+    with VideoSink(path, fps=25.0) as sink:
+        assert not path.exists()  # opened lazily on the first frame
+        for i in range(n):
+            image = np.full((48, 64), 1000 + 100 * i, np.uint16)
+            sink.write(make_frame(i, image), make_result(i))
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        frames.append(img)
+    assert cap.get(cv2.CAP_PROP_FPS) == 25.0
+    cap.release()
+    assert len(frames) == n and frames[0].shape == (48, 64, 3)
+    sink.close()  # idempotent
+
+
+def test_video_sink_unwritable_path_is_a_tracker_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TrackerError, match="file"), VideoSink(tmp_path / "file" / "out.mp4", fps=30) as sink:
+        sink.write(make_frame(), make_result())
+
+
+def test_results_sink_unwritable_path_is_a_tracker_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TrackerError, match="cannot write results"):
+        JsonlSink(tmp_path / "file" / "r.jsonl")
+
+
+class RecordingSink:
+    def __init__(self, fail_on_close: bool = False) -> None:
+        self.written: list[int] = []
+        self.closed = 0
+        self.fail_on_close = fail_on_close
+
+    def write(self, frame, result):
+        self.written.append(result.frame_index)
+
+    def close(self):
+        self.closed += 1
+        if self.fail_on_close:
+            raise OSError("disk full")
+
+
+def test_multisink_fans_out_and_closes_once():
+    a, b = RecordingSink(), RecordingSink()
+    with MultiSink([a, b]) as sink:
+        for i in range(3):
+            sink.write(make_frame(i), make_result(i))
+        assert not sink.wants_quit
+    sink.close()
+    assert a.written == b.written == [0, 1, 2]
+    assert a.closed == b.closed == 1
+
+
+def test_multisink_closes_all_on_exception_and_on_failing_close():
+    a, b = RecordingSink(fail_on_close=True), RecordingSink()
+    with pytest.raises(KeyError), MultiSink([a, b]):
+        raise KeyError("boom")
+    assert a.closed == b.closed == 1
+    c, d = RecordingSink(fail_on_close=True), RecordingSink()
+    with pytest.raises(OSError, match="disk full"):
+        MultiSink([c, d]).close()
+    assert d.closed == 1
+
+
+def test_multisink_wants_quit_from_any_sink():
+    quitting = RecordingSink()
+    quitting.wants_quit = True
+    assert MultiSink([RecordingSink(), quitting]).wants_quit
+
+
+def test_window_keys():
+    c = WindowControls()
+    c.handle_key(-1)
+    assert c == WindowControls()
+    c.handle_key(ord(" "))
+    assert c.paused
+    c.handle_key(ord(" "))
+    assert not c.paused
+    c.handle_key(ord("r"))
+    assert c.recording
+    c.handle_key(ord("r"))
+    assert not c.recording
+    c.handle_key(ord("s"))
+    assert c.snapshot_requested
+    c.handle_key(0x100000 | ord("q"))  # waitKey may set modifier bits above the low byte
+    assert c.wants_quit
+
+
+@pytest.mark.skipif(has_gui(), reason="this OpenCV has a GUI; the window is not opened in tests")
+def test_window_sink_without_gui_says_what_to_install():
+    with pytest.raises(TrackerError, match=r"pip install opencv-python"):
+        WindowSink("test")

@@ -1,0 +1,1 @@
+"""The fitting stage: pure geometry, compiled kernels, the joint eye fit, smoothing over time."""
