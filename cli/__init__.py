@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from cli import gpu, run, train
+from cli import bench, evaluate, gpu, run, train
 from tracker.errors import TrackerError
 
 
@@ -36,8 +36,8 @@ def main() -> None:
 
 for _command in (
     run.run,
-    run.eval_command,
-    run.bench,
+    evaluate.eval_command,
+    bench.bench,
     gpu.build_engine_cmd,
     gpu.check_gpu_cmd,
     gpu.info_cmd,

@@ -17,8 +17,9 @@ import pytest
 import tracker.run as runner
 from tests.paths import IRISTRACK, SHIPPED_MODEL
 from tracker.fit.eye import EyeFit
-from tracker.io.sinks import JsonlSink, MultiSink, VideoSink
+from tracker.io.sinks import JsonlSink, MultiSink
 from tracker.io.sources import CameraOptions, open_source
+from tracker.io.video import VideoSink
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.structures import Frame, Status
 

@@ -16,20 +16,10 @@ import pytest
 
 from tests.paths import REPO
 from tracker.errors import TrackerError
-from tracker.io.sinks import (
-    CSV_COLUMNS,
-    IRIS_BGR,
-    PUPIL_BGR,
-    CsvSink,
-    JsonlSink,
-    MultiSink,
-    VideoSink,
-    WindowControls,
-    WindowSink,
-    draw_overlay,
-    has_gui,
-    result_to_dict,
-)
+from tracker.io.overlay import IRIS_BGR, PUPIL_BGR, draw_overlay
+from tracker.io.sinks import CSV_COLUMNS, CsvSink, JsonlSink, MultiSink, result_to_dict
+from tracker.io.video import VideoSink
+from tracker.io.window import WindowControls, WindowSink, has_gui
 from tracker.structures import Boundary, Ellipse, Frame, FrameResult, Status
 
 

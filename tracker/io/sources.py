@@ -29,9 +29,9 @@ import cv2
 import numpy as np
 
 from tracker.errors import SourceError
+from tracker.io.images import IMAGE_EXTS, ext_list, is_image_name, natural_key, read_image
 from tracker.structures import Frame
 
-IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm", ".jp2"})
 VIDEO_EXTS = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".mts", ".3gp", ".ogv"}
 )
@@ -342,25 +342,14 @@ def open_source(
 # --- parsing ------------------------------------------------------------------------------------
 
 
-def _natural_key(path: Path) -> list:
-    # frame2.png before frame10.png
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(path))]
-
-
-def _is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTS and not path.name.startswith(".")
-
-
 def _folder_images(folder: Path) -> list[Path]:
     entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
     if not entries:
-        raise SourceError(f"folder {folder} is empty; expected image files ({_ext_list()})")
-    images = sorted((p for p in entries if p.is_file() and _is_image_name(p)), key=_natural_key)
+        raise SourceError(f"folder {folder} is empty; expected image files ({ext_list()})")
+    images = sorted((p for p in entries if p.is_file() and is_image_name(p)), key=natural_key)
     if not images:
         found = ", ".join(sorted({p.suffix.lower() or p.name for p in entries})[:5])
-        raise SourceError(
-            f"folder {folder} has no images; expected {_ext_list()}, found {len(entries)} other ({found})"
-        )
+        raise SourceError(f"folder {folder} has no images; expected {ext_list()}, found {len(entries)} other ({found})")
     return images
 
 
@@ -368,14 +357,10 @@ def _glob_images(pattern: str) -> list[Path]:
     matches = [Path(p) for p in glob.glob(str(Path(pattern).expanduser()), recursive=True)]
     if not matches:
         raise SourceError(f"no files match {pattern}; expected a glob such as frames/*.png")
-    images = sorted((p for p in matches if p.is_file() and _is_image_name(p)), key=_natural_key)
+    images = sorted((p for p in matches if p.is_file() and is_image_name(p)), key=natural_key)
     if not images:
-        raise SourceError(f"{pattern} matches {len(matches)} paths but no images; expected {_ext_list()}")
+        raise SourceError(f"{pattern} matches {len(matches)} paths but no images; expected {ext_list()}")
     return images
-
-
-def _ext_list() -> str:
-    return ", ".join(sorted(IMAGE_EXTS))
 
 
 def _redact(url: str) -> str:
@@ -391,29 +376,11 @@ def _redact(url: str) -> str:
 # --- images ---------------------------------------------------------------------------------------
 
 
-def _read_image(path: Path) -> np.ndarray:
-    """Decode one image file to (H, W) or (H, W, 3) uint8/uint16; SourceError with the reason if it cannot."""
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)  # also handles non-ASCII paths, unlike cv2.imread
-    except OSError as exc:
-        raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise SourceError(f"{path} is not a decodable image ({data.size} bytes)")
-    if image.dtype not in (np.uint8, np.uint16):
-        raise SourceError(f"{path} has {image.dtype} pixels; expected 8- or 16-bit")
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = np.ascontiguousarray(image[:, :, :3])  # BGRA -> BGR: alpha carries no eye
-    elif image.ndim == 3 and image.shape[2] in (1, 2):
-        image = np.ascontiguousarray(image[:, :, 0])  # gray (+ alpha) -> gray
-    return image
-
-
 def _open_images(
     paths: list[Path], spec: str, on_skip: Callable | None, realtime: bool, prefetch: bool = True
 ) -> Source:
     if len(paths) == 1:
-        _read_image(paths[0])  # a single image that cannot be decoded is an error, not a skip
+        read_image(paths[0])  # a single image that cannot be decoded is an error, not a skip
     return Source(
         _image_frames(paths),
         name=spec,
@@ -431,7 +398,7 @@ def _image_frames(paths: list[Path]) -> _Items:
     delivered = 0
     for i, path in enumerate(paths):
         try:
-            image = _read_image(path)
+            image = read_image(path)
         except SourceError as exc:
             yield _Skip(f"skipped {exc}")
             continue
@@ -451,7 +418,7 @@ def _open_video(path: Path, spec: str, on_skip: Callable | None, realtime: bool,
         cap.release()
         if path.suffix.lower() not in VIDEO_EXTS:
             try:  # an image with an unusual extension
-                _read_image(path)
+                read_image(path)
                 return _open_images([path], spec, on_skip, realtime, prefetch)
             except SourceError:
                 pass

@@ -1,0 +1,71 @@
+"""`iristrack bench`: stage latency, end-to-end speed, live latency and memory, against the classical baseline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cli.common import _backend_options, _demo_clip, _quiet_native_logs, _tracker_config, load_tracker
+from tracker.errors import TrackerError
+
+
+@click.command()
+@click.argument("source", required=False)
+@_backend_options
+@click.option("--max-frames", type=click.IntRange(min=1), default=2000, show_default=True)
+@click.option("--realtime", is_flag=True, help="also replay at the source's frame rate: latency and drops")
+@click.option(
+    "--pipelined/--sequential",
+    default=None,
+    help="mode for the headline figure and the soak (both are always measured)  [default: pipelined]",
+)
+@click.option(
+    "--resize",
+    "resize",
+    default=None,
+    metavar="WxH",
+    help="bench a resized copy of SOURCE (e.g. 640x480), written to a temporary folder",
+)
+@click.option(
+    "--soak",
+    "soak_frames",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="also process N frames (looping SOURCE) and report resident memory growth",
+)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def bench(source, model, backend, max_frames, realtime, pipelined, resize, soak_frames, as_json) -> None:
+    """Measure stage latency, end-to-end frames per second and the classical baseline on SOURCE (default: demo clip)."""
+    from tools.bench import format_bench, run_bench
+
+    resize_wh = _parse_wh(resize) if resize else None
+    _quiet_native_logs()
+    if source is None:
+        source = str(_demo_clip(Path("out"))[0])
+    tracker = load_tracker(model, backend, _tracker_config("ellipse", 0.35, True), quiet=as_json)
+    try:
+        result = run_bench(
+            tracker,
+            source,
+            max_frames=max_frames,
+            realtime=realtime,
+            pipelined=pipelined,
+            resize_wh=resize_wh,
+            soak_frames=soak_frames,
+        )
+    except ValueError as exc:
+        raise TrackerError(str(exc)) from None
+    finally:
+        tracker.close()
+    click.echo(json.dumps(result) if as_json else format_bench(result))
+
+
+def _parse_wh(text: str) -> tuple[int, int]:
+    """'640x480' -> (640, 480); TrackerError for anything else."""
+    w, sep, h = text.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
+        raise TrackerError(f"--resize expects WIDTHxHEIGHT in pixels such as 640x480, got {text!r}")
+    return int(w), int(h)

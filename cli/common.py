@@ -1,0 +1,112 @@
+"""What the tracking commands share: backend options, loading a tracker, the demo clip, quiet native logs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from tracker.run import PIPELINED_BY_DEFAULT
+
+DEMO_FRAMES, DEMO_SIZE_WH, DEMO_FPS, DEMO_SEED = 600, (320, 240), 60.0, 7
+
+
+def _demo_clip(folder: Path) -> tuple[Path, Path]:
+    """Render the bundled synthetic demo clip once (deterministic) and return (video, truth csv)."""
+    from tools.synthetic import write_clip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    video, truth = folder / f"demo_clip_{DEMO_SEED}.mp4", folder / f"demo_clip_{DEMO_SEED}_truth.csv"
+    if not (video.exists() and truth.exists()):
+        write_clip(video, truth, DEMO_FRAMES, DEMO_SIZE_WH, DEMO_FPS, DEMO_SEED)
+    return video, truth
+
+
+REFINE_CHOICES = {"pupil": ("pupil",), "both": ("limbus", "pupil"), "none": ()}
+
+
+def _tracker_config(shape: str, threshold: float, smooth: bool):
+    from tracker.fit.eye import FitConfig
+    from tracker.pipeline import TrackerConfig
+
+    refine = REFINE_CHOICES[click.get_current_context().meta.get("iristrack.refine") or "none"]
+    return TrackerConfig(fit=FitConfig(threshold=threshold, shape=shape, refine=refine), smooth=smooth)
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value):
+    ctx.meta[f"iristrack.{param.name}"] = value
+    return value
+
+
+def _backend_options(f):
+    f = click.option(
+        "--threads",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        expose_value=False,
+        callback=_remember,
+        help="CPU inference threads (0: cpu_count - 1 when pipelined, so fitting keeps a core; else the engine's)",
+    )(f)
+    f = click.option(
+        "--refine",
+        type=click.Choice(list(REFINE_CHOICES)),
+        default="none",
+        show_default=True,
+        expose_value=False,
+        callback=_remember,
+        help="boundaries moved onto the full-resolution image edge after the fit (none: measured best on real data)",
+    )(f)
+    f = click.option(
+        "--no-rebuild",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember,
+        help="TensorRT: fail (and say how to rebuild) instead of rebuilding a stale engine",
+    )(f)
+    f = click.option(
+        "--backend",
+        type=click.Choice(["auto", "cpu", "openvino", "onnxruntime", "tensorrt"]),
+        default="auto",
+        show_default=True,
+        help="inference engine; auto prefers TensorRT, then OpenVINO, then ONNX Runtime",
+    )(f)
+    f = click.option(
+        "--model",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="ONNX model (default: the shipped engines/default/model.onnx)",
+    )(f)
+    return f
+
+
+def load_tracker(model: str | None, backend: str, config, quiet: bool = False):
+    """Load the backend (one notice line on stderr) and wrap it in a Tracker."""
+    from tracker.backends.select import load_backend
+    from tracker.pipeline import Tracker
+
+    rebuild = not click.get_current_context().meta.get("iristrack.no_rebuild", False)
+    ctx = click.get_current_context()
+    threads = ctx.meta.get("iristrack.threads", 0)
+    # Commands without --pipelined (eval) run one frame at a time and keep every core for inference.
+    pipelined = ctx.params.get("pipelined", False)
+    if not threads and (PIPELINED_BY_DEFAULT if pipelined is None else pipelined) and (os.cpu_count() or 1) > 1:
+        threads = (os.cpu_count() or 2) - 1
+    loaded, notice = load_backend(Path(model) if model else None, backend, rebuild=rebuild, threads=threads)
+    if not quiet:
+        click.echo(notice, err=True)
+    return Tracker(loaded, config)
+
+
+def _quiet_native_logs() -> None:
+    """Keep FFmpeg's and OpenCV's own log lines ("moov atom not found") off stderr: sources report in one line.
+
+    OpenCV reads OPENCV_FFMPEG_LOGLEVEL when its FFmpeg backend first starts, so this runs before the first
+    video is opened. A user who set either variable keeps their setting.
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)

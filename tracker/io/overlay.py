@@ -1,0 +1,77 @@
+"""Drawing a result on its frame: the overlay the video sink records and the preview window shows."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from tracker.structures import Boundary, FrameResult, Status
+
+IRIS_BGR = (0, 255, 0)
+PUPIL_BGR = (255, 0, 255)
+TEXT_BGR = (255, 255, 255)
+_SHIFT = 4  # cv2 drawing with 4 fractional bits: 1/16 px precision
+
+
+def to_bgr8(image: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, 3|4) uint8/uint16/float -> new (H, W, 3) uint8 BGR; deeper images min-max stretched."""
+    if image.dtype != np.uint8:
+        # Per-frame stretch: 10/12-bit sensors in 16-bit containers would otherwise look black.
+        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX, dtype=cv2.CV_8U)
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image.copy()
+
+
+def _fixed(x: float) -> int:
+    return int(round(x * (1 << _SHIFT)))
+
+
+def _draw_boundary(img: np.ndarray, b: Boundary, color: tuple[int, int, int], thickness: int) -> None:
+    e = b.ellipse
+    if not (math.isfinite(e.cx) and math.isfinite(e.cy) and math.isfinite(e.semi_major)):
+        return
+    centre = (_fixed(e.cx), _fixed(e.cy))
+    axes = (_fixed(e.semi_major), _fixed(e.semi_minor))
+    cv2.ellipse(img, centre, axes, e.angle_deg, 0, 360, color, thickness, cv2.LINE_AA, _SHIFT)
+    arm = _fixed(max(2.0, 1.5 * thickness + 1))
+    cx, cy = centre
+    cv2.line(img, (cx - arm, cy), (cx + arm, cy), color, thickness, cv2.LINE_AA, _SHIFT)
+    cv2.line(img, (cx, cy - arm), (cx, cy + arm), color, thickness, cv2.LINE_AA, _SHIFT)
+
+
+def _put_text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color: tuple[int, int, int]) -> None:
+    thickness = max(1, int(round(scale * 1.5)))
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness, cv2.LINE_AA)
+
+
+def draw_overlay(image: np.ndarray, result: FrameResult, *, fps: float | None = None, text: bool = True) -> np.ndarray:
+    """(H, W[, 3|4]) uint8/uint16 frame -> new (H, W, 3) uint8 BGR with iris (green) and pupil (magenta) drawn."""
+    img = to_bgr8(image)
+    h, w = img.shape[:2]
+    thickness = max(1, round(min(h, w) / 240))
+    if result.iris is not None:
+        _draw_boundary(img, result.iris, IRIS_BGR, thickness)
+    if result.pupil is not None:
+        _draw_boundary(img, result.pupil, PUPIL_BGR, thickness)
+    if text:
+        scale = max(0.3, min(h, w) / 600)
+        line_h = int(30 * scale) + 4
+        status = Status(result.status)
+        lines = [
+            (f"iris {result.iris.confidence:.2f}" if result.iris else "iris -", IRIS_BGR),
+            (f"pupil {result.pupil.confidence:.2f}" if result.pupil else "pupil -", PUPIL_BGR),
+            (status.value, TEXT_BGR if status is Status.OK else (0, 165, 255)),
+        ]
+        perf = f"{result.latency_ms:.1f} ms"
+        if fps is not None:
+            perf += f"  {fps:.1f} fps"
+        lines.append((perf, TEXT_BGR))
+        for i, (line, color) in enumerate(lines):
+            _put_text(img, line, (4, line_h * (i + 1)), scale, color)
+    return img
