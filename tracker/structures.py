@@ -120,11 +120,14 @@ class Boundary:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One image from a source: (H, W) or (H, W, 3) uint8/uint16 array, its index and time."""
+    """One image from a source: (H, W) or (H, W, 3) uint8/uint16 array (None: unreadable), its index and time.
 
-    image: np.ndarray
+    `timestamp_s` is None where the source has no clock (image files: no invented time).
+    """
+
+    image: np.ndarray | None
     index: int
-    timestamp_s: float
+    timestamp_s: float | None
     source: str = ""
 
 
@@ -134,7 +137,7 @@ class FrameResult:
 
     source: str
     frame_index: int
-    timestamp_s: float
+    timestamp_s: float | None
     iris: Boundary | None
     pupil: Boundary | None
     status: Status

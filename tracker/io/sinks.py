@@ -38,8 +38,10 @@ class Sink(Protocol):
 # --- results as records ----------------------------------------------------------------------------
 
 
-def _num(x: float, ndigits: int) -> float | None:
-    """Rounded float; None for NaN/inf, which JSON cannot carry."""
+def _num(x: float | None, ndigits: int) -> float | None:
+    """Rounded float; None for None, NaN and inf, which JSON cannot carry."""
+    if x is None:
+        return None
     x = float(x)
     return round(x, ndigits) if math.isfinite(x) else None
 
