@@ -1,4 +1,4 @@
-"""Where model artifacts live: the shipped default model and the engine cache."""
+"""Where model artifacts live: the shipped default model, and the caches (TensorRT engines, compiled kernels)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,11 @@ def default_model_path() -> Path:
     return default_model_dir() / "model.onnx"
 
 
+def cache_dir() -> Path:
+    """The one place the runtime writes outside its output paths: $IRISTRACK_CACHE or ~/.cache/iristrack."""
+    return Path(os.environ.get("IRISTRACK_CACHE") or Path.home() / ".cache" / "iristrack")
+
+
 def engine_cache_dir() -> Path:
-    """Where built TensorRT engines are cached: $IRISTRACK_CACHE or ~/.cache/iristrack/engines."""
-    base = os.environ.get("IRISTRACK_CACHE") or Path.home() / ".cache" / "iristrack"
-    return Path(base) / "engines"
+    """Where built TensorRT engines are cached: cache_dir()/engines."""
+    return cache_dir() / "engines"

@@ -1,4 +1,10 @@
-"""Tracker: Frame -> FrameResult. Holds a backend, a preprocessor and smoothers; no I/O, no threads."""
+"""Tracker: Frame -> FrameResult, the only composer of a frame's stages. No I/O, no threads.
+
+A frame goes through three typed steps, which the run loop may schedule on different threads:
+`prepare` (the one usability check, gray conversion and model input, into a caller's buffer) ->
+`infer` (the backend only) -> `finish` (fit, smooth, and the one result builder). `__call__` runs the
+three in a row. A `Prepared` value carries what `finish` needs, so no step reads state another left behind.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +40,25 @@ class StageTimes:
     fit_ms: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A frame past `prepare`: its (H, W) gray image (None: unusable, the result is bad_frame) and start time."""
+
+    frame: Frame
+    gray: np.ndarray | None
+    started_s: float  # perf_counter when preparation began: latency is measured from here
+
+    @property
+    def usable(self) -> bool:
+        """True when the frame became model input; False for a frame the tracker cannot read."""
+        return self.gray is not None
+
+
+def usable_image(image: np.ndarray | None) -> bool:
+    """The one shape check of a frame's pixels: a non-empty (H, W) or (H, W, C) array."""
+    return isinstance(image, np.ndarray) and image.ndim in (2, 3) and image.size > 0
+
+
 class Tracker:
     """Frame -> FrameResult: preprocess, infer edges, fit limbus and pupil ellipses, smooth over time."""
 
@@ -43,6 +68,7 @@ class Tracker:
         self._pre = Preprocessor(backend.input_hw)
         self._iris = BoundarySmoother(config.smoothing)
         self._pupil = BoundarySmoother(config.smoothing)
+        self._input = self.input_buffers(1)[0]  # for __call__; run loops bring their own rings
         self.times = StageTimes()
         warm_up(backend.input_hw)  # the first frame would otherwise wait for the fitting code to compile
 
@@ -65,21 +91,25 @@ class Tracker:
         self._iris.reset()
         self._pupil.reset()
 
-    @property
-    def last_gray(self) -> np.ndarray | None:
-        """(H, W) gray frame behind the last edges() call (a new array per frame unless the frame was gray)."""
-        return self._pre.last_gray
+    def input_buffers(self, n: int) -> np.ndarray:
+        """(n, 1, h, w, 1) float32: n slots of model input, one frame each (allocate once per run)."""
+        return np.empty((n, 1, *self.backend.input_hw, 1), dtype=np.float32)
 
-    def edges(self, image: np.ndarray) -> np.ndarray:
-        """(H, W[, 3]) image -> (h, w, 2) float32 edge probabilities at model resolution (a reused buffer)."""
-        return self.infer(self.prepare(image))[0]
+    def edge_buffers(self, n: int) -> np.ndarray:
+        """(n, 1, h, w, 2) float32: n slots of edge maps, one frame each (allocate once per run)."""
+        return np.empty((n, 1, *self.backend.input_hw, 2), dtype=np.float32)
 
-    def prepare(self, image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """(H, W[, 3]) image -> (1, h, w, 1) float32 model input, in `out` or a reused buffer; sets `last_gray`."""
+    def prepare(self, frame: Frame, out: np.ndarray) -> Prepared:
+        """Frame -> Prepared, its model input written into `out` (1, h, w, 1); unusable pixels give gray None."""
         t0 = time.perf_counter()
-        batch = self._pre(image, out)
+        gray = None
+        if usable_image(frame.image):
+            try:
+                gray = self._pre.into(frame.image, out)
+            except (cv2.error, ValueError):  # pixels the preprocessing cannot take (int32, bool, 2-channel YUYV)
+                gray = None
         self.times.preprocess_ms = (time.perf_counter() - t0) * 1e3
-        return batch
+        return Prepared(frame, gray, t0)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """(1, h, w, 1) model input -> (1, h, w, 2) edge probabilities (a backend buffer its next call reuses)."""
@@ -87,6 +117,17 @@ class Tracker:
         out = self.backend.infer(batch)
         self.times.inference_ms = (time.perf_counter() - t0) * 1e3
         return out
+
+    def finish(self, prepared: Prepared, edges: np.ndarray | None) -> FrameResult:
+        """Prepared frame + its (1, h, w, 2) edge maps (None when unusable) -> FrameResult: the one result builder."""
+        frame = prepared.frame
+        if not prepared.usable or edges is None:
+            return FrameResult(frame.source, frame.index, frame.timestamp_s, None, None, Status.BAD_FRAME, 0.0)
+        found = self.fit(edges[0], prepared.gray.shape[:2], prepared.gray)
+        latency_ms = (time.perf_counter() - prepared.started_s) * 1e3
+        return FrameResult(
+            frame.source, frame.index, frame.timestamp_s, found.iris, found.pupil, found.status, latency_ms
+        )
 
     def fit(self, edges: np.ndarray, frame_hw: tuple[int, int], gray: np.ndarray | None = None) -> EyeFit:
         """(h, w, 2) edge probabilities (+ the (H, W) gray frame for refinement) -> EyeFit, smoothed when configured."""
@@ -97,23 +138,18 @@ class Tracker:
         self.times.fit_ms = (time.perf_counter() - t0) * 1e3
         return found
 
+    def edges(self, image: np.ndarray) -> np.ndarray:
+        """(H, W[, 3]) image -> (h, w, 2) float32 edge probabilities at model resolution (a reused buffer)."""
+        if not self.prepare(Frame(image, 0, None), self._input).usable:
+            raise ValueError(f"expected an (H, W) or (H, W, 3) 8/16-bit image, got {getattr(image, 'shape', image)}")
+        return self.infer(self._input)[0]
+
     def __call__(self, frame: Frame | np.ndarray) -> FrameResult:
         """One frame (or a bare image) -> FrameResult with latency_ms measured from the call."""
-        t0 = time.perf_counter()
         if not isinstance(frame, Frame):
-            frame = Frame(frame, 0, 0.0)
-        image = frame.image
-        if image is None or image.ndim not in (2, 3) or image.size == 0:
-            return FrameResult(frame.source, frame.index, frame.timestamp_s, None, None, Status.BAD_FRAME, 0.0)
-        try:
-            edges = self.edges(image)
-        except (cv2.error, ValueError):  # a pixel type or layout the preprocessing cannot take (int32, bool, 2-channel)
-            return FrameResult(frame.source, frame.index, frame.timestamp_s, None, None, Status.BAD_FRAME, 0.0)
-        found = self.fit(edges, image.shape[:2], self._pre.last_gray)
-        latency_ms = (time.perf_counter() - t0) * 1e3
-        return FrameResult(
-            frame.source, frame.index, frame.timestamp_s, found.iris, found.pupil, found.status, latency_ms
-        )
+            frame = Frame(frame, 0, None)
+        prepared = self.prepare(frame, self._input)
+        return self.finish(prepared, self.infer(self._input) if prepared.usable else None)
 
     def close(self) -> None:
         """Release the backend."""

@@ -61,21 +61,27 @@ class Preprocessor:
         self._small = np.empty((h, w), dtype=np.float32)
         self._batch = np.empty((1, h, w, 1), dtype=np.float32)
         self._resized: dict[np.dtype, np.ndarray] = {}  # one resize target per input dtype, reused
-        self.last_gray: np.ndarray | None = None
 
     def __call__(self, image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """(H, W[, 3]) uint8/uint16 image -> (1, h, w, 1) float32 model input, in `out` or the reused buffer."""
+        batch = self._batch if out is None else out
+        self.into(image, batch)
+        return batch
+
+    def into(self, image: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Write the model input of `image` into `out` (1, h, w, 1) float32; returns its (H, W) gray (no copy if gray).
+
+        Raises ValueError or cv2.error for pixels it cannot take (2-channel, int32, bool).
+        """
         gray = to_gray(image)
-        self.last_gray = gray  # the fitting stage refines boundaries on it (no copy)
         h, w = self.input_hw
         small = self._resized.get(gray.dtype)
         if small is None:
             small = self._resized[gray.dtype] = np.empty((h, w), dtype=gray.dtype)
         cv2.resize(gray, (w, h), dst=small, interpolation=cv2.INTER_AREA)
         np.multiply(small, unit_scale(gray.dtype), out=self._small, casting="unsafe")
-        batch = self._batch if out is None else out
-        standardise(self._small, out=batch[0, :, :, 0])
-        return batch
+        standardise(self._small, out=out[0, :, :, 0])
+        return gray
 
     @staticmethod
     def frame_scale_xy(frame_hw: tuple[int, int], input_hw: tuple[int, int]) -> tuple[float, float]:

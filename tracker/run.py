@@ -1,17 +1,21 @@
-"""The run loop: a source's frames through a Tracker into sinks, sequential or pipelined, with a summary.
+"""The run loop: schedules a Tracker's steps (prepare -> infer -> finish) on threads, from a source into sinks.
+
+It composes nothing itself: every frame's stages and its result come from `Tracker`; this module owns the
+threads, the queues between them, the stop signals and the joins.
 
 Pipelined (the default) overlaps inference with everything else, and keeps to one busy thread per core
 on a 2-core machine (`iristrack run` gives the CPU backend cpu_count - 1 threads, so the rest keeps a core).
 Recorded media (throughput first): the calling thread decodes (open the source with `prefetch=False` to
-keep its decoding thread out of the way), preprocesses into a ring of input buffers, and fits and writes
-the results in frame order; an inference thread runs only the model, ring slot by ring slot. Nothing is
+keep its decoding thread out of the way), prepares frames into a ring of input slots, and finishes and
+writes the results in frame order; an inference thread runs only the model, slot by slot. Nothing is
 dropped. On 2 cores a third busy thread (a decoding thread, or preprocessing on the inference thread)
 cost a fifth of the throughput: three threads on two cores keep preempting the inference thread.
-Live media (latency first): the inference thread takes the newest frame only when a ring slot is free,
-preprocesses and infers it, and hands one edge map at a time to the calling thread, so no stale frame
+Live media (latency first): the inference thread takes the newest frame only when a slot is free,
+prepares and infers it, and hands one edge map at a time to the calling thread, so no stale frame
 piles up. Stateful smoothing needs frame order, which both keep. The sinks are written on the calling
 thread (a preview window must be driven from the thread that created it), which also receives
-SIGINT/SIGTERM: the first asks the run to stop after the frame being written, a second interrupts at once.
+SIGINT/SIGTERM/SIGHUP: the first asks the run to stop after the frame being written, a second interrupts
+at once.
 """
 
 from __future__ import annotations
@@ -24,26 +28,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
-from tracker.fit.eye import EyeFit
+from tracker.errors import TrackerError
 from tracker.io.sources import drain
-from tracker.pipeline import Tracker
-from tracker.structures import Frame, FrameResult, Status
+from tracker.pipeline import Prepared, Tracker
+from tracker.structures import Frame, FrameResult
 
 PIPELINED_BY_DEFAULT = True
 RECORDED_DEPTH = 4  # frames in flight for recorded media: absorbs jitter between inference and fitting
 LIVE_DEPTH = 2  # live: one frame being fitted and written, one being inferred or waiting in a length-1 queue
 INFERENCE_THREAD_NAME = "iristrack inference"
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 _POLL_S = 0.05  # how often blocked stages look at the stop flag
-_JOIN_TIMEOUT_S = 5.0
-_SOURCE_CLOSE_AFTER_S = 0.2  # a worker still waiting on a live source this long after a stop: close the source
+# A stopped inference thread finishes at most the model call it is in (milliseconds): one still alive after
+# this long is hung, and the run says so instead of returning with a thread still using the backend.
+JOIN_TIMEOUT_S = 30.0
+_WAKE_AFTER_S = 0.2  # a live worker still waiting on its source this long after a stop: close the source
 
 
 @dataclass
 class RunSummary:
-    """What a run did: frame counts, detections, speed, and what was skipped or dropped."""
+    """What a run did: frame counts, detections, speed, and why it ended if it did not reach the end."""
 
     frames: int = 0
     iris_detected: int = 0
@@ -51,6 +57,8 @@ class RunSummary:
     elapsed_s: float = 0.0
     dropped_frames: int = 0
     interrupted: bool = False
+    stop_signal: int | None = None  # the signal (SIGINT, SIGTERM, SIGHUP) that ended the run, if one did
+    source_failure: str | None = None  # why a live source gave up (camera lost), if it did
     pipelined: bool = False
     skipped: list[str] = field(default_factory=list)
 
@@ -61,28 +69,34 @@ class RunSummary:
 
 
 class _Stop(Exception):
-    """Raised by a second SIGINT/SIGTERM so the loop unwinds through the sinks' context managers at once."""
+    """Raised by a second stop signal so the loop unwinds through the sinks' context managers at once."""
 
 
 class _StopSignals:
-    """SIGINT/SIGTERM -> `requested`, checked between frames; a second signal raises _Stop.
+    """SIGINT/SIGTERM/SIGHUP -> `signum`, checked between frames; a second signal raises _Stop.
 
-    Installed only on the main thread (elsewhere the embedding application owns signals), and not
-    over a signal that is ignored (a run started with nohup keeps ignoring SIGINT).
+    SIGHUP (an ssh session closed) is handled like SIGTERM. Installed only on the main thread (elsewhere
+    the embedding application owns signals), and not over a signal that is ignored (a run started with
+    nohup keeps ignoring SIGHUP and SIGINT).
     """
 
     def __init__(self) -> None:
-        self.requested = False
+        self.signum: int | None = None
         self._previous: dict[int, object] = {}
 
+    @property
+    def requested(self) -> bool:
+        """True once a stop signal arrived."""
+        return self.signum is not None
+
     def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
+        if self.signum is not None:
             raise _Stop
-        self.requested = True
+        self.signum = signum
 
     def __enter__(self) -> _StopSignals:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 if signal.getsignal(sig) is not signal.SIG_IGN:
                     self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -93,16 +107,6 @@ class _StopSignals:
 
 
 @dataclass(frozen=True, slots=True)
-class _Inferred:
-    """One frame past the inference stage: its edge map lives in ring[slot] (None: the frame is unusable)."""
-
-    frame: Frame
-    slot: int | None
-    started_s: float  # perf_counter when the inference stage took the frame
-    gray: np.ndarray | None = None  # (H, W) gray frame behind the edge map: the fit refines boundaries on it
-
-
-@dataclass(frozen=True, slots=True)
 class _Failed:
     """An exception raised on the inference thread, re-raised on the calling thread."""
 
@@ -110,6 +114,39 @@ class _Failed:
 
 
 _END = object()
+
+
+class _InferenceThread:
+    """The one worker thread of a pipelined run: started on entry; on exit told to stop, joined, and checked.
+
+    `stop` tells the worker to end; `wake` (live sources) unblocks a worker still waiting on its source.
+    A worker that outlives JOIN_TIMEOUT_S is an error, never a thread left running after the run returned.
+    """
+
+    def __init__(self, target: Callable, args: tuple, stop: Callable[[], None], wake: Callable[[], None] | None = None):
+        self._thread = threading.Thread(target=target, args=args, name=INFERENCE_THREAD_NAME, daemon=True)
+        self._stop, self._wake = stop, wake
+
+    def is_alive(self) -> bool:
+        """True while the worker runs."""
+        return self._thread.is_alive()
+
+    def __enter__(self) -> _InferenceThread:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop()
+        if self._wake is not None:
+            self._thread.join(timeout=_WAKE_AFTER_S)
+            if self._thread.is_alive():  # waiting on a source that has no frame yet (a stalled camera)
+                self._wake()
+        self._thread.join(timeout=JOIN_TIMEOUT_S)
+        if self._thread.is_alive():
+            raise TrackerError(
+                f"the inference thread did not stop within {JOIN_TIMEOUT_S:g} s of the end of the run "
+                "(a backend call that never returns?); results written so far are complete"
+            )
 
 
 def run(
@@ -126,10 +163,10 @@ def run(
     """Track every frame of `source` into `sink` (anything with write(frame, result)), in frame order.
 
     Args:
-        source: a `tracker.io.sources.Source` (or any iterable of Frame with is_live, frame_count, dropped_frames,
-            close()). Pipelined, recorded media are read on the calling thread: open them with `prefetch=False`
-            (as `iristrack run` does) so no decoding thread competes for the cores; a live source still
-            waiting for a frame when the run stops early is closed, to release the inference thread.
+        source: a `tracker.io.sources.Source` (or any iterable of Frame with is_live, frame_count,
+            dropped_frames, close()). Pipelined, recorded media are read on the calling thread: open them with
+            `prefetch=False` (as `iristrack run` does) so no decoding thread competes for the cores; a live
+            source still waiting for a frame when the run stops early is closed, to release the worker.
         tracker: used by this run only until it returns (the inference thread is joined before that).
         sink: written on the calling thread; a sink with a true `wants_quit` (the preview window) ends the run.
         pipelined: overlap decoding, inference and fitting (None: PIPELINED_BY_DEFAULT); False runs one frame
@@ -139,9 +176,9 @@ def run(
         on_result: called on the calling thread with each result, after the sink.
         should_stop: polled after each frame; True ends the run.
 
-    SIGINT/SIGTERM end the run cleanly (`interrupted`): the frame being written is finished, nothing after it
-    is written, and the caller's context managers close the sinks. Exceptions from any stage propagate
-    after the inference thread has stopped.
+    SIGINT/SIGTERM/SIGHUP end the run cleanly (`interrupted`, `stop_signal`): the frame being written is
+    finished, nothing after it is written, and the caller's context managers close the sinks. Exceptions
+    from any stage propagate after the inference thread has stopped.
     """
     pipelined = PIPELINED_BY_DEFAULT if pipelined is None else pipelined
     summary = RunSummary(pipelined=pipelined)
@@ -168,116 +205,56 @@ def run(
         )
 
     t0 = time.perf_counter()
+    signals = _StopSignals()
     try:
-        with _StopSignals() as signals:
-            try:
-                if pipelined and source.is_live:
-                    _run_live(source, tracker, record, lambda: signals.requested, max_frames)
-                elif pipelined:
-                    _run_recorded(source, tracker, record, lambda: signals.requested, max_frames)
-                else:
-                    _run_sequential(source, tracker, record, lambda: signals.requested)
-            finally:
-                summary.interrupted = signals.requested
+        with signals:
+            stop_requested = lambda: signals.requested  # noqa: E731
+            if not pipelined:
+                _run_sequential(source, tracker, record, stop_requested)
+            elif source.is_live:
+                _run_live(source, tracker, record, stop_requested, max_frames)
+            else:
+                _run_recorded(source, tracker, record, stop_requested, max_frames)
     except (KeyboardInterrupt, _Stop):
         summary.interrupted = True
     finally:
+        summary.stop_signal = signals.signum
+        summary.interrupted = summary.interrupted or signals.requested
         summary.elapsed_s = time.perf_counter() - t0
         summary.dropped_frames = source.dropped_frames
+        summary.source_failure = getattr(source, "failure", None)
         if bar is not None:
             bar.close()
     return summary
 
 
-def _run_sequential(
-    source, tracker: Tracker, record: Callable[[Frame, FrameResult], bool], stop_requested: Callable[[], bool]
-) -> None:
+Record = Callable[[Frame, FrameResult], bool]
+
+
+def _run_sequential(source, tracker: Tracker, record: Record, stop_requested: Callable[[], bool]) -> None:
     for frame in source:
         if record(frame, tracker(frame)) or stop_requested():
             return
 
 
-def _run_live(
-    source,
-    tracker: Tracker,
-    record: Callable[[Frame, FrameResult], bool],
-    stop_requested: Callable[[], bool],
-    max_frames: int | None,
-) -> None:
-    """Live media: the inference thread takes the newest frame when a slot frees; fit and write here."""
-    h, w = tracker.backend.input_hw
-    ring = np.empty((LIVE_DEPTH, h, w, 2), dtype=np.float32)  # allocated once per run, reused for every frame
-    free: queue.Queue = queue.Queue(maxsize=LIVE_DEPTH)
-    for slot in range(LIVE_DEPTH):
-        free.put(slot)
-    ready: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-    worker = threading.Thread(
-        target=_infer_loop,
-        args=(source, tracker, ring, free, ready, stop, max_frames),
-        name=INFERENCE_THREAD_NAME,
-        daemon=True,
-    )
-    worker.start()
-    try:
-        while not stop_requested():
-            try:
-                item = ready.get(timeout=_POLL_S)
-            except queue.Empty:
-                continue
-            if item is _END:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            frame, found = item.frame, None
-            if item.slot is not None:
-                found = tracker.fit(ring[item.slot], frame.image.shape[:2], item.gray)
-            done = record(frame, _result(frame, found, item.started_s))
-            if item.slot is not None:
-                free.put(item.slot)  # the next frame is taken only now, so it is as fresh as can be
-            if done:
-                return
-    finally:
-        stop.set()
-        worker.join(timeout=_SOURCE_CLOSE_AFTER_S)
-        if worker.is_alive():  # waiting on a source that has no frame yet (a stalled camera): wake it
-            source.close()
-            worker.join(timeout=_JOIN_TIMEOUT_S)
-
-
-@dataclass(frozen=True, slots=True)
-class _InFlight:
-    """A recorded frame handed to the inference thread (slot None: unusable, passed through in order)."""
-
-    frame: Frame
-    slot: int | None
-    started_s: float  # perf_counter when preprocessing began
-    gray: np.ndarray | None = None
-
-
 def _run_recorded(
-    source,
-    tracker: Tracker,
-    record: Callable[[Frame, FrameResult], bool],
-    stop_requested: Callable[[], bool],
-    max_frames: int | None,
+    source, tracker: Tracker, record: Record, stop_requested: Callable[[], bool], max_frames: int | None
 ) -> None:
-    """Recorded media: decode, preprocess, fit and write here; the inference thread only runs the model."""
-    h, w = tracker.backend.input_hw
+    """Recorded media: decode, prepare, finish and write here; the inference thread only runs the model."""
     depth = RECORDED_DEPTH
-    inputs = np.empty((depth, 1, h, w, 1), dtype=np.float32)  # both rings allocated once per run
-    edges = np.empty((depth, h, w, 2), dtype=np.float32)
+    inputs, edges = tracker.input_buffers(depth), tracker.edge_buffers(depth)  # once per run, reused per frame
     todo: queue.Queue = queue.Queue()  # slots to infer, at most `depth`
     done: queue.Queue = queue.Queue()  # slots inferred, in the same order (or _Failed)
-    worker = threading.Thread(
-        target=_infer_slots, args=(tracker, inputs, edges, todo, done), name=INFERENCE_THREAD_NAME, daemon=True
-    )
-    worker.start()
+
+    def stop() -> None:
+        drain(todo)  # an early stop: the worker finishes at most the inference it is running
+        todo.put(_END)
+
     free = list(range(depth))
-    in_flight: collections.deque[_InFlight] = collections.deque()
+    in_flight: collections.deque[tuple[Prepared, int | None]] = collections.deque()
     frames = iter(source)
     more, taken = True, 0
-    try:
+    with _InferenceThread(_infer_slots, (tracker, inputs, edges, todo, done), stop) as worker:
         while True:
             # Keep the inference thread fed: every free slot gets the next frame before this thread fits one.
             # Unusable frames take no slot; the bound keeps a long run of them from piling up unwritten.
@@ -287,86 +264,91 @@ def _run_recorded(
                     more = False
                     break
                 taken += 1
-                in_flight.append(_submit(frame, tracker, inputs, free, todo))
+                prepared = tracker.prepare(frame, inputs[free[-1]])
+                slot = free.pop() if prepared.usable else None
+                if slot is not None:
+                    todo.put(slot)
+                in_flight.append((prepared, slot))
             if not in_flight:
                 return
-            item = in_flight.popleft()
-            frame, found = item.frame, None
-            if item.slot is not None:
-                slot = _next_done(done, worker, stop_requested)
-                if slot is None:
-                    return
-                found = tracker.fit(edges[slot], frame.image.shape[:2], item.gray)
-                free.append(slot)
-            if record(frame, _result(frame, found, item.started_s)) or stop_requested():
+            prepared, slot = in_flight.popleft()
+            if slot is not None and not _wait_done(done, worker, stop_requested):
                 return
-    finally:
-        drain(todo)  # an early stop: the worker finishes at most the inference it is running
-        todo.put(_END)
-        worker.join(timeout=_JOIN_TIMEOUT_S)
+            result = tracker.finish(prepared, edges[slot] if slot is not None else None)
+            if slot is not None:
+                free.append(slot)
+            if record(prepared.frame, result) or stop_requested():
+                return
 
 
-def _result(frame: Frame, found: EyeFit | None, started_s: float) -> FrameResult:
-    """The result of a fitted frame, latency measured from `started_s`; None: an unusable frame (bad_frame)."""
-    if found is None:
-        return FrameResult(frame.source, frame.index, frame.timestamp_s, None, None, Status.BAD_FRAME, 0.0)
-    latency_ms = (time.perf_counter() - started_s) * 1e3
-    return FrameResult(frame.source, frame.index, frame.timestamp_s, found.iris, found.pupil, found.status, latency_ms)
-
-
-def _next_done(done: queue.Queue, worker: threading.Thread, stop_requested: Callable[[], bool]) -> int | None:
-    """The next inferred slot; None when a stop was requested while waiting. Re-raises an inference error."""
+def _wait_done(done: queue.Queue, worker: _InferenceThread, stop_requested: Callable[[], bool]) -> bool:
+    """Wait for the next inferred slot (FIFO, so the oldest in flight); False when a stop came first."""
     while True:
         try:
-            slot = done.get(timeout=_POLL_S)
+            item = done.get(timeout=_POLL_S)
         except queue.Empty:
             if stop_requested():
-                return None
+                return False
             if not worker.is_alive():
-                raise RuntimeError("the inference thread ended without a result") from None
+                raise TrackerError("the inference thread ended without a result") from None
             continue
-        if isinstance(slot, _Failed):
-            raise slot.error
-        return slot
-
-
-def _submit(frame: Frame, tracker: Tracker, inputs: np.ndarray, free: list[int], todo: queue.Queue) -> _InFlight:
-    """Preprocess one frame into a free input slot and queue the slot for inference."""
-    started_s = time.perf_counter()
-    image = frame.image
-    if image is None or image.ndim not in (2, 3) or image.size == 0:
-        return _InFlight(frame, None, started_s)
-    slot = free[-1]
-    try:
-        tracker.prepare(image, out=inputs[slot])
-    except (cv2.error, ValueError):  # a pixel type or layout the preprocessing cannot take (int32, bool, 2-channel)
-        return _InFlight(frame, None, started_s)
-    free.pop()
-    todo.put(slot)
-    return _InFlight(frame, slot, started_s, tracker.last_gray)
+        if isinstance(item, _Failed):
+            raise item.error
+        return True
 
 
 def _infer_slots(tracker: Tracker, inputs: np.ndarray, edges: np.ndarray, todo: queue.Queue, done: queue.Queue) -> None:
     """Inference thread of recorded runs: model input slot -> edge map in the same slot, until _END."""
     while (slot := todo.get()) is not _END:
         try:
-            np.copyto(edges[slot], tracker.infer(inputs[slot])[0])  # the backend reuses its output buffer
+            np.copyto(edges[slot], tracker.infer(inputs[slot]))  # the backend reuses its output buffer
         except BaseException as exc:  # re-raised on the calling thread
             done.put(_Failed(exc))
             return
         done.put(slot)
 
 
-def _infer_loop(
+def _run_live(
+    source, tracker: Tracker, record: Record, stop_requested: Callable[[], bool], max_frames: int | None
+) -> None:
+    """Live media: the inference thread takes the newest frame when a slot frees; finish and write here."""
+    inputs, edges = tracker.input_buffers(LIVE_DEPTH), tracker.edge_buffers(LIVE_DEPTH)
+    free: queue.Queue = queue.Queue(maxsize=LIVE_DEPTH)
+    for slot in range(LIVE_DEPTH):
+        free.put(slot)
+    ready: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    args = (source, tracker, inputs, edges, free, ready, stop, max_frames)
+    with _InferenceThread(_infer_live, args, stop.set, wake=source.close):
+        while not stop_requested():
+            try:
+                item = ready.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            prepared, slot = item
+            result = tracker.finish(prepared, edges[slot] if slot is not None else None)
+            done = record(prepared.frame, result)
+            if slot is not None:
+                free.put(slot)  # the next frame is taken only now, so it is as fresh as can be
+            if done:
+                return
+
+
+def _infer_live(
     source,
     tracker: Tracker,
-    ring: np.ndarray,
+    inputs: np.ndarray,
+    edges: np.ndarray,
     free: queue.Queue,
     ready: queue.Queue,
     stop: threading.Event,
     max_frames: int | None,
 ) -> None:
-    """Inference thread: take a free ring slot, then the next frame, infer into the slot, queue it in order."""
+    """Inference thread of live runs: a free slot, then the newest frame, prepared and inferred into the slot."""
     last: object = _END
     taken = 0
     try:
@@ -379,15 +361,13 @@ def _infer_loop(
             frame = next(frames, None)
             if frame is None or stop.is_set():
                 break
-            started_s = time.perf_counter()
-            image = frame.image
-            if image is None or image.ndim not in (2, 3) or image.size == 0:
-                free.put(slot)
-                item = _Inferred(frame, None, started_s)
+            prepared = tracker.prepare(frame, inputs[slot])
+            if prepared.usable:
+                np.copyto(edges[slot], tracker.infer(inputs[slot]))  # the backend's buffer is reused next call
             else:
-                np.copyto(ring[slot], tracker.edges(image))  # edges() returns a buffer the next call overwrites
-                item = _Inferred(frame, slot, started_s, tracker.last_gray)  # a new array per frame, not reused
-            if not _put(ready, item, stop):
+                free.put(slot)
+                slot = None
+            if not _put(ready, (prepared, slot), stop):
                 return
             taken += 1
     except BaseException as exc:  # re-raised on the calling thread

@@ -3,16 +3,24 @@
 They are the per-frame work after inference. Written as NumPy they were ~150 small array calls per
 frame (1.9 ms of CPU, all of it holding the GIL, so the inference thread waited on the fitting thread);
 compiled with numba they run without the GIL (`nogil`) and in a fraction of the time. `cache=True`
-keeps the machine code next to this file, so only the first run after an install compiles (seconds).
+keeps the machine code in ~/.cache/iristrack/numba (tracker.paths.cache_dir; a NUMBA_CACHE_DIR the user
+set wins), so only the first run after an install compiles (seconds) and nothing is written beside the
+installed package.
 Pure functions on arrays; the geometry module wraps them in typed results.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
-import numba
-import numpy as np
+from tracker.paths import cache_dir
+
+# numba reads its cache location when it is first imported; keep its files with the project's other caches.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir() / "numba"))
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
 
 _JIT = {"nogil": True, "error_model": "numpy"}
 
@@ -44,7 +52,7 @@ def ridge_points(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
     for y in range(1, h - 1):
         for x in range(1, w - 1):
             c = float(prob[y, x])
-            if c < threshold:
+            if not c >= threshold or n == candidates:  # the counting predicate exactly: NaN never passes either
                 continue
             left, right = float(prob[y, x - 1]), float(prob[y, x + 1])
             up, down = float(prob[y - 1, x]), float(prob[y + 1, x])
