@@ -15,7 +15,24 @@ from tracker.errors import TrackerError
 
 
 class _Group(click.Group):
-    """A click group that reports library errors in one line instead of a traceback."""
+    """A click group that reports library errors and bad options in one `error:` line instead of a traceback."""
+
+    def main(self, *args, **kwargs):
+        """Run a command; a bad option or argument is one line and exit 2 (click's own usage block is three)."""
+        kwargs.pop("standalone_mode", None)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            where = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            click.echo(f"error: {exc.format_message()}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context):
         try:

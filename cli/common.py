@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import click
 
 from tracker.run import PIPELINED_BY_DEFAULT
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option that rejects NaN and infinity (click's FloatRange lets NaN through every bound)."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        """Parse, reject non-finite values, then apply the range."""
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+PROBABILITY = FiniteFloat(0.0, 1.0, min_open=True)  # an edge probability threshold
+POSITIVE = FiniteFloat(0.0, min_open=True)
+FINITE = FiniteFloat()
 
 DEMO_FRAMES, DEMO_SIZE_WH, DEMO_FPS, DEMO_SEED = 600, (320, 240), 60.0, 7
 

@@ -83,3 +83,40 @@ class TruthComparison:
             f"{name}: detected {len(e)}/{self.truth_frames} ({100 * rate:.1f}%), centre error median "
             f"{np.median(e):.2f} px, p95 {np.percentile(e, 95):.2f} px"
         )
+
+
+class ClipReport:
+    """What `iristrack run` reports per boundary: detection and error against a clip's truth, and jitter.
+
+    Without a truth (any real source), jitter is the frame-to-frame centre change; with one (the demo
+    clip), it is the change of the centre *error* during fixations, and detection and error are scored.
+    """
+
+    def __init__(self, truth_csv: str | Path | None = None) -> None:
+        self._truth = read_truth_csv(truth_csv) if truth_csv else None
+        self._events = read_truth_events(truth_csv) if truth_csv else {}
+        self._scores = {"iris": TruthComparison(), "pupil": TruthComparison()}
+        self._jitter = {"iris": Jitter(), "pupil": Jitter()}
+
+    def add(self, result) -> None:
+        """Account one FrameResult."""
+        truths = self._truth.get(result.frame_index, (None, None)) if self._truth is not None else (None, None)
+        for name, found, gt in (("iris", result.iris, truths[0]), ("pupil", result.pupil, truths[1])):
+            meter = self._jitter[name]
+            if self._truth is None:
+                meter.add(result.frame_index, *(found.ellipse.center_xy if found else (None, None)))
+            elif found is None or gt is None or self._events.get(result.frame_index) != "fixation":
+                meter.add(result.frame_index, None)
+            else:
+                meter.add(result.frame_index, found.ellipse.cx - gt.cx, found.ellipse.cy - gt.cy)
+            if self._truth is not None and result.frame_index in self._truth:
+                self._scores[name].add(gt, found.ellipse if found else None)
+
+    def lines(self) -> list[str]:
+        """Summary lines: scores against the truth (when there is one), then jitter."""
+        lines = []
+        if self._truth is not None:
+            lines += [f"against the clip's ground truth: {score.line(name)}" for name, score in self._scores.items()]
+        what = "centre error change during fixations" if self._truth is not None else "centre change between frames"
+        lines += [f"{name} jitter ({what}): {meter.summary()}" for name, meter in self._jitter.items()]
+        return lines

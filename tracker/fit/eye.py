@@ -39,6 +39,13 @@ class FitConfig:
     refine: tuple[str, ...] = ()  # boundaries refined on the full-resolution image (see refine_on_image)
     refine_search_model_px: float = 1.5  # how far along the normal the image edge is searched
 
+    def __post_init__(self) -> None:
+        # A NaN threshold once slipped through to the ridge kernel: reject what no edge map can satisfy.
+        if not (0.0 < self.threshold <= 1.0):
+            raise ValueError(f"threshold must be an edge probability in (0, 1], got {self.threshold}")
+        if self.shape not in ("ellipse", "circle"):
+            raise ValueError(f"shape must be 'ellipse' or 'circle', got {self.shape!r}")
+
 
 @dataclass(frozen=True, slots=True)
 class EyeFit:

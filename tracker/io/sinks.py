@@ -6,9 +6,12 @@ write each frame's line in one call and flush it, so a crash or Ctrl-C loses not
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
@@ -83,6 +86,37 @@ def result_to_row(r: FrameResult) -> list:
     return row
 
 
+def check_output_paths(outputs: dict[str, str | Path | None], inputs: Iterable[str | Path]) -> None:
+    """Refuse, before anything is opened, an output that is an input or another output (TrackerError).
+
+    `outputs` maps option names (`--out`) to paths; `inputs` are the files a run reads. Paths are compared
+    after resolving symlinks, and by inode where both exist (hard links), so no alias slips through.
+    """
+    seen: dict[str, str] = {}
+    protected = {_real(p): str(p) for p in inputs}
+    for option, path in outputs.items():
+        if not path:
+            continue
+        real = _real(path)
+        hit = protected.get(real) or next((str(q) for q in protected.values() if _same_file(path, q)), None)
+        if hit is not None:
+            raise TrackerError(f"{option} {path} is the input {hit}; it would be overwritten: choose another path")
+        if real in seen:
+            raise TrackerError(f"{option} and {seen[real]} are the same file {path}: choose two paths")
+        seen[real] = option
+
+
+def _real(path: str | Path) -> str:
+    return os.path.realpath(os.path.expanduser(str(path)))
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return False
+
+
 def _open_for_writing(path: str | Path, mode: str, **kwargs):
     path = Path(path)
     try:
@@ -105,20 +139,45 @@ class ClosingSink:
         self.close()
 
 
-class JsonlSink(ClosingSink):
-    """One JSON object per frame and line (see `result_to_dict`), each written in one call and flushed."""
+class LineFile:
+    """A file of whole lines: each line goes to the OS in unbuffered writes as soon as it is given.
+
+    A write that fails (full disk, quota, I/O error) is cut back to the last whole line, so the file always
+    ends with a complete line, and reported as one TrackerError line.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        # Unbuffered binary: each line is exactly one write() to the OS, never half in a Python buffer.
         self._file = _open_for_writing(self.path, "wb", buffering=0)
+        self._whole_bytes = 0  # length of the file up to its last complete line
+
+    def write_line(self, line: bytes) -> None:
+        """Append one line (ending in a newline); TrackerError, with the file cut back, if it cannot be written."""
+        view = memoryview(line)
+        try:
+            while view:  # a raw write may be partial (a disk that is filling up); lines are short
+                view = view[self._file.write(view) :]
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # a device such as /dev/full cannot be truncated: nothing to cut
+                os.ftruncate(self._file.fileno(), self._whole_bytes)
+            raise TrackerError(f"cannot write results to {self.path}: {exc.strerror or exc}") from None
+        self._whole_bytes += len(line)
+
+    def close(self) -> None:
+        """Close the file; safe to call twice."""
+        self._file.close()
+
+
+class JsonlSink(ClosingSink):
+    """One JSON object per frame and line (see `result_to_dict`), each line written to the OS at once."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._file = LineFile(path)
+        self.path = self._file.path
 
     def write(self, frame: Frame | None, result: FrameResult) -> None:
         """Append `result` as one line."""
-        line = (json.dumps(result_to_dict(result), allow_nan=False) + "\n").encode()
-        view = memoryview(line)
-        while view:  # a raw write may be partial in principle; lines are short, so in practice it is one call
-            view = view[self._file.write(view) :]
+        self._file.write_line((json.dumps(result_to_dict(result), allow_nan=False) + "\n").encode())
 
     def close(self) -> None:
         """Close the file; safe to call twice."""
@@ -126,19 +185,24 @@ class JsonlSink(ClosingSink):
 
 
 class CsvSink(ClosingSink):
-    """Flat CSV with CSV_COLUMNS, blank cells for absent boundaries, flushed after every frame."""
+    """Flat CSV with CSV_COLUMNS, blank cells for absent boundaries, each row written to the OS at once."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._file = _open_for_writing(self.path, "w", newline="", encoding="utf-8")
-        self._writer = csv.writer(self._file)
-        self._writer.writerow(CSV_COLUMNS)
-        self._file.flush()
+        self._file = LineFile(path)
+        self.path = self._file.path
+        self._row = io.StringIO()  # one row is formatted here, then written whole
+        self._writer = csv.writer(self._row)
+        self._write_row(CSV_COLUMNS)
 
     def write(self, frame: Frame | None, result: FrameResult) -> None:
         """Append `result` as one row."""
-        self._writer.writerow(result_to_row(result))  # csv writes None as an empty cell
-        self._file.flush()
+        self._write_row(result_to_row(result))  # csv writes None as an empty cell
+
+    def _write_row(self, row) -> None:
+        self._row.seek(0)
+        self._row.truncate()
+        self._writer.writerow(row)
+        self._file.write_line(self._row.getvalue().encode("utf-8"))
 
     def close(self) -> None:
         """Close the file; safe to call twice."""

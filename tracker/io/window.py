@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -80,12 +81,6 @@ class WindowSink(ClosingSink):
     """Live preview with cv2.imshow; q quits (`wants_quit`), space pauses, r records an mp4, s saves a PNG."""
 
     def __init__(self, title: str = "iristrack", *, out_dir: str | Path = ".", record_fps: float | None = None) -> None:
-        if not has_gui():
-            raise TrackerError(
-                "--show needs a GUI build of OpenCV: pip uninstall opencv-python-headless && pip install opencv-python"
-            )
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            raise TrackerError("--show needs a display, but neither DISPLAY nor WAYLAND_DISPLAY is set")
         self.title = title
         self.out_dir = Path(out_dir)
         self.controls = WindowControls()
@@ -148,3 +143,41 @@ class WindowSink(ClosingSink):
 
 def _stamp() -> str:
     return datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f")[:-3]
+
+
+GUI_HINT = "make gui (or: pip uninstall -y opencv-python-headless && pip install opencv-python; see README)"
+# Opening a window in a child first: with a stale DISPLAY, Qt/GTK abort the whole process (exit 134), which
+# no exception handler can catch; in a child that costs ~0.3 s once and leaves this process untouched.
+DISPLAY_PROBE = (
+    sys.executable,
+    "-c",
+    "import cv2; cv2.namedWindow('iristrack'); cv2.waitKey(1); cv2.destroyAllWindows()",
+)
+DISPLAY_PROBE_TIMEOUT_S = 15.0
+
+
+def display_problem(probe: tuple[str, ...] = DISPLAY_PROBE) -> str | None:
+    """None when a preview window can open here, else one line saying why not (no GUI build, no display)."""
+    if not has_gui():
+        return f"--show needs a GUI build of OpenCV, and this one is headless: {GUI_HINT}"
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if sys.platform.startswith("linux") and not display:
+        return "--show needs a display, but neither DISPLAY nor WAYLAND_DISPLAY is set"
+    try:
+        proc = subprocess.run(probe, capture_output=True, timeout=DISPLAY_PROBE_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"--show could not test the display {display!r}: {exc}"
+    if proc.returncode != 0:
+        return (
+            f"--show cannot open a window on display {display!r} (a test window exited with code "
+            f"{proc.returncode}): the display is gone or refuses connections; run without --show or fix DISPLAY"
+        )
+    return None
+
+
+def open_window(title: str = "iristrack", **options) -> WindowSink:
+    """A WindowSink after checking, in a child process, that a window can open; TrackerError in one line if not."""
+    problem = display_problem()
+    if problem:
+        raise TrackerError(problem)
+    return WindowSink(title, **options)
