@@ -141,3 +141,25 @@ def test_refinement_moves_the_pupil_onto_the_image_edge():
         errors.append(math.hypot(refined.cx - truth.pupil.cx, refined.cy - truth.pupil.cy))
     assert len(errors) >= 6
     assert np.median(errors) < REFINED_CENTER_TOL_PX, errors
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), 0.35, -1.0, 2.0])
+@pytest.mark.parametrize("poison", ["nan_pixels", "inf_pixels", "clean"])
+def test_ridge_points_never_write_past_their_outputs(threshold, poison):
+    # A NaN threshold used to pass the counting loop's test and fail the filling loop's: heap corruption.
+    rng = np.random.default_rng(0)
+    prob = rng.random((64, 64)).astype(np.float32)
+    if poison == "nan_pixels":
+        prob[rng.random(prob.shape) < 0.3] = np.nan
+    elif poison == "inf_pixels":
+        prob[rng.random(prob.shape) < 0.3] = np.inf
+    xy, peaks = ridge_points(prob, threshold)
+    interior = prob[1:-1, 1:-1]
+    assert len(xy) == len(peaks) <= int((interior >= threshold).sum())
+    assert np.isfinite(xy).all()
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf"), 0.0, -0.1, 1.5])
+def test_fit_config_rejects_thresholds_no_edge_map_can_meet(threshold):
+    with pytest.raises(ValueError, match="threshold"):
+        FitConfig(threshold=threshold)

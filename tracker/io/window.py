@@ -156,7 +156,7 @@ DISPLAY_PROBE = (
 DISPLAY_PROBE_TIMEOUT_S = 15.0
 
 
-def display_problem(probe: tuple[str, ...] = DISPLAY_PROBE) -> str | None:
+def display_problem(probe: tuple[str, ...] | None = None) -> str | None:
     """None when a preview window can open here, else one line saying why not (no GUI build, no display)."""
     if not has_gui():
         return f"--show needs a GUI build of OpenCV, and this one is headless: {GUI_HINT}"
@@ -164,7 +164,7 @@ def display_problem(probe: tuple[str, ...] = DISPLAY_PROBE) -> str | None:
     if sys.platform.startswith("linux") and not display:
         return "--show needs a display, but neither DISPLAY nor WAYLAND_DISPLAY is set"
     try:
-        proc = subprocess.run(probe, capture_output=True, timeout=DISPLAY_PROBE_TIMEOUT_S, check=False)
+        proc = subprocess.run(probe or DISPLAY_PROBE, capture_output=True, timeout=DISPLAY_PROBE_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"--show could not test the display {display!r}: {exc}"
     if proc.returncode != 0:
