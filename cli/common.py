@@ -42,7 +42,7 @@ def _demo_clip(folder: Path) -> tuple[Path, Path]:
     return video, truth
 
 
-REFINE_CHOICES = {"pupil": ("pupil",), "both": ("limbus", "pupil"), "none": ()}
+REFINE_CHOICES = {"pupil": ("pupil",), "both": ("iris", "pupil"), "none": ()}
 
 
 def _tracker_config(shape: str, threshold: float, smooth: bool):

@@ -4,7 +4,8 @@ Model input: (1, H, W, 1) float32, NHWC, grayscale, the whole frame resized (asp
 `input_hw` with area interpolation, then standardised per image: (x - mean) / max(std, STD_FLOOR),
 with x in [0, 1]. Per-image standardisation makes the model indifferent to camera gain, exposure and
 bit depth (NIR rigs, webcams and 16-bit sensors all land in the same range).
-Model output: (1, H, W, 2) float32 edge probabilities, channel 0 limbus (iris/sclera), 1 pupil.
+Model output: (1, H, W, 2) float32 edge probabilities, channel 0 the iris boundary (the limbus, iris/sclera),
+1 the pupil boundary (iris/pupil). Code names the outer boundary `iris` everywhere, as the results do.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import numpy as np
 INPUT_HW: tuple[int, int] = (128, 128)
 LAYOUT = "NHWC"
 STD_FLOOR = 1.0 / 255.0
-LIMBUS, PUPIL = 0, 1
-CHANNELS: tuple[str, str] = ("limbus", "pupil")
+IRIS, PUPIL = 0, 1
+CHANNELS: tuple[str, str] = ("iris", "pupil")
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

@@ -113,7 +113,7 @@ def test_tiny_training_run_learns_and_exports(tmp_path):
     first, best = history[0]["val_mean_f"], max(h["val_mean_f"] for h in history)
     assert best > first + 0.2 and best > 0.5, (first, best)
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
-    assert summary["test"]["limbus"]["f"] > 0.4
+    assert summary["test"]["iris"]["f"] > 0.4
 
     cfg.epochs += 1  # --resume continues from the last checkpoint with the same split
     train(cfg, resume=True)

@@ -15,7 +15,7 @@ import numpy as np
 
 from tracker.fit import kernels
 from tracker.fit.geometry import EllipseFit, fit_circle_robust, fit_ellipse_robust
-from tracker.preprocess import LIMBUS, PUPIL, model_to_frame_xy
+from tracker.preprocess import IRIS, PUPIL, model_to_frame_xy
 from tracker.structures import Boundary, Ellipse, Status
 
 
@@ -186,12 +186,12 @@ def fit_eye(
     edges: np.ndarray, frame_hw: tuple[int, int], config: FitConfig = FitConfig(), gray: np.ndarray | None = None
 ) -> EyeFit:
     """(H, W, 2) edge probabilities (limbus, pupil) -> EyeFit in frame pixels; `gray` (H, W) enables refinement."""
-    iris = fit_boundary(edges[:, :, LIMBUS], frame_hw, config)
+    iris = fit_boundary(edges[:, :, IRIS], frame_hw, config)
     pupil = fit_boundary(edges[:, :, PUPIL], frame_hw, config)
     if gray is not None:
-        for name, channel in (("iris", LIMBUS), ("pupil", PUPIL)):
+        for name, channel in (("iris", IRIS), ("pupil", PUPIL)):
             found = iris if name == "iris" else pupil
-            if found is None or (("limbus" if name == "iris" else "pupil") not in config.refine):
+            if found is None or name not in config.refine:
                 continue
             refined = refine_on_image(gray, found.ellipse, edges[:, :, channel], config)
             if refined is not None:
@@ -217,10 +217,10 @@ def fit_eye(
 def warm_up(input_hw: tuple[int, int] = (128, 128)) -> None:
     """Compile (or load from the on-disk cache) the fitting kernels now, so no live frame waits for it."""
     h, w = input_hw
-    limbus, pupil = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
-    cv2.circle(limbus, (w // 2, h // 2), round(0.35 * min(h, w)), 1.0, 2)
+    iris, pupil = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
+    cv2.circle(iris, (w // 2, h // 2), round(0.35 * min(h, w)), 1.0, 2)
     cv2.circle(pupil, (w // 2, h // 2), round(0.15 * min(h, w)), 1.0, 2)
-    cv2.line(limbus, (0, h // 4), (w - 1, h // 4), 1.0, 2)  # a lid-like line: the RANSAC path runs too
+    cv2.line(iris, (0, h // 4), (w - 1, h // 4), 1.0, 2)  # a lid-like line: the RANSAC path runs too
     edges = np.empty((h, w, 2), np.float32)
-    edges[:, :, LIMBUS], edges[:, :, PUPIL] = limbus, pupil
+    edges[:, :, IRIS], edges[:, :, PUPIL] = limbus, pupil
     fit_eye(cv2.GaussianBlur(edges, (5, 5), 1.0), input_hw)
