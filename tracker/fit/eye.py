@@ -222,5 +222,5 @@ def warm_up(input_hw: tuple[int, int] = (128, 128)) -> None:
     cv2.circle(pupil, (w // 2, h // 2), round(0.15 * min(h, w)), 1.0, 2)
     cv2.line(iris, (0, h // 4), (w - 1, h // 4), 1.0, 2)  # a lid-like line: the RANSAC path runs too
     edges = np.empty((h, w, 2), np.float32)
-    edges[:, :, IRIS], edges[:, :, PUPIL] = limbus, pupil
+    edges[:, :, IRIS], edges[:, :, PUPIL] = iris, pupil
     fit_eye(cv2.GaussianBlur(edges, (5, 5), 1.0), input_hw)
