@@ -1,4 +1,4 @@
-"""Result sinks: JSONL/CSV records, crash safety, overlay drawing, overlay video, fan-out, window keys."""
+"""Result sinks: JSONL/CSV records, crash safety, overlay drawing, fan-out, window keys (video: test_video.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import pytest
 
@@ -18,7 +17,6 @@ from tests.paths import REPO
 from tracker.errors import TrackerError
 from tracker.io.overlay import IRIS_BGR, PUPIL_BGR, draw_overlay
 from tracker.io.sinks import CSV_COLUMNS, CsvSink, JsonlSink, MultiSink, result_to_dict
-from tracker.io.video import VideoSink
 from tracker.io.window import WindowControls, WindowSink, has_gui
 from tracker.structures import Boundary, Ellipse, Frame, FrameResult, Status
 
@@ -150,33 +148,6 @@ def test_draw_overlay_puts_ellipses_where_they_are():
     px = out2[30, 46].astype(int)
     assert px[0] > 100 and px[2] > 100 and px[1] < 60  # magenta
     assert IRIS_BGR != PUPIL_BGR
-
-
-def test_video_sink_writes_a_playable_file(tmp_path):
-    path = tmp_path / "sub" / "overlay.mp4"
-    n = 12
-    with VideoSink(path, fps=25.0) as sink:
-        assert not path.exists()  # opened lazily on the first frame
-        for i in range(n):
-            image = np.full((48, 64), 1000 + 100 * i, np.uint16)
-            sink.write(make_frame(i, image), make_result(i))
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        frames.append(img)
-    assert cap.get(cv2.CAP_PROP_FPS) == 25.0
-    cap.release()
-    assert len(frames) == n and frames[0].shape == (48, 64, 3)
-    sink.close()  # idempotent
-
-
-def test_video_sink_unwritable_path_is_a_tracker_error(tmp_path):
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(TrackerError, match="file"), VideoSink(tmp_path / "file" / "out.mp4", fps=30) as sink:
-        sink.write(make_frame(), make_result())
 
 
 def test_results_sink_unwritable_path_is_a_tracker_error(tmp_path):
