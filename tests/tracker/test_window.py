@@ -42,3 +42,9 @@ def test_no_display_at_all_is_one_line(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert "neither DISPLAY nor WAYLAND_DISPLAY" in window.display_problem(OPENS)
+
+
+@pytest.mark.skipif(window.has_gui(), reason="this OpenCV has a GUI; the window is not opened in tests")
+def test_open_window_on_headless_opencv_says_what_to_install():
+    with pytest.raises(TrackerError, match=r"pip install opencv-python"):
+        window.open_window("test")
