@@ -74,12 +74,17 @@ def train(resume: bool, **options) -> None:
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
-def export(run_dir: str, out_dir: str) -> None:
-    """Export a run's best checkpoint to OUT/model.onnx + OUT/model.json, checking Keras vs ONNX Runtime parity."""
-    _need_tensorflow()
-    from training.export import export_run
+@click.option("--force", is_flag=True, help="overwrite a model already in --out (such as the shipped engines/default)")
+def export(run_dir: str, out_dir: str, force: bool) -> None:
+    """Export a run's best checkpoint to OUT/model.onnx + OUT/model.json, checking Keras vs ONNX Runtime parity.
 
-    card = export_run(run_dir, out_dir)
+    Refuses an --out that already holds a model unless --force.
+    """
+    from training.export import check_out_dir, export_run
+
+    check_out_dir(out_dir, force)  # before TensorFlow loads: the refusal is instant
+    _need_tensorflow()
+    card = export_run(run_dir, out_dir, force=force)
     click.echo(
         f"wrote {out_dir}/model.onnx ({card['onnx']['bytes'] / 1e6:.2f} MB), parity max abs diff "
         f"{card['export']['parity_max_abs_diff']:.2e}"

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from tracker.fit.geometry import fit_ellipse_robust
+from tracker.preprocess import frame_to_model_affine
 from tracker.structures import Ellipse
 
 WORK_SIDE = 240  # longest side of the working image: keeps a frame at a few ms whatever the camera
@@ -53,8 +54,7 @@ class ClassicalDetector:
         work = cv2.GaussianBlur(gray, (5, 5), 0)
         pupil = self._pupil(work)
         iris = self._iris(work, pupil)
-        sx, sy = w / work.shape[1], h / work.shape[0]
-        return _to_frame(iris, sx, sy), _to_frame(pupil, sx, sy)
+        return _to_frame(iris, work.shape, (h, w)), _to_frame(pupil, work.shape, (h, w))
 
     # ----------------------------------------------------------------------------------------------- pupil
 
@@ -254,8 +254,9 @@ def _to_gray_u8(image: np.ndarray) -> np.ndarray:
     return cv2.normalize(image.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
 
 
-def _to_frame(e: Ellipse | None, sx: float, sy: float) -> Ellipse | None:
-    """Working-image ellipse -> frame pixels; (sx, sy) = frame size / working size, cv2.resize pixel centres."""
-    if e is None or (sx == 1.0 and sy == 1.0):
+def _to_frame(e: Ellipse | None, work_hw: tuple[int, int], frame_hw: tuple[int, int]) -> Ellipse | None:
+    """Working-image ellipse -> frame pixels, undoing the cv2.resize from `frame_hw` to `work_hw`."""
+    if e is None or tuple(work_hw) == tuple(frame_hw):
         return e
-    return e.affine(np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]]))
+    # Working image -> frame is a resize from work_hw to frame_hw: the map preprocess defines for frame -> model.
+    return e.affine(frame_to_model_affine(work_hw, frame_hw))

@@ -1,18 +1,23 @@
-"""Accuracy of iris/pupil ellipses against ground truth: dataset loading, per-image metrics, aggregation.
+"""Accuracy of iris/pupil ellipses against ground truth: dataset loading, per-image metrics, aggregation, splits.
 
 Three dataset layouts are read (all coordinates in pixels of the image handed to the predictor, x right, y down):
 
 - ``images/`` + ``masks/``: masks with the same stem; ground truth fitted to the mask boundaries
   (:func:`tools.masks.boundaries_from_mask`, any convention it recognises).
-- ``images/`` + ``ellipses.csv``: columns ``image, iris_cx, iris_cy, iris_semi_major, iris_semi_minor,
-  iris_angle_deg, pupil_*`` (the same five); blank cells mean the boundary is absent and not scored.
+- ``ellipses.csv``: columns ``image, iris_cx, iris_cy, iris_semi_major, iris_semi_minor, iris_angle_deg,
+  pupil_*`` (the same five), optionally ``subject``; ``image`` is a file name inside ``images/`` or a path
+  relative to the CSV (``images/x.png``); blank cells mean the boundary is absent and not scored.
 - the development-set layout: ``index.csv`` (``dataset, image, mask, subject, ..., height, width,
   original_height, original_width``) with paths relative to its folder, or one dataset subfolder of it.
+
+A model's split (its card, or its run's split.json) says which subjects it was trained on; `choose_split`
+decides which of them `iristrack eval` scores.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,11 +26,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tracker.errors import SourceError
+from tracker.errors import ModelError, SourceError, TrackerError
+from tracker.fit.geometry import EXACT_FOOT_ITERATIONS, ellipse_distance_px
+from tracker.io.images import ext_list, list_images, read_image
+from tracker.preprocess import frame_to_model_affine
 from tracker.structures import Ellipse
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm")
-MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".pgm", ".npy")
+MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".pgm", ".npy")  # lossless only: a JPEG mask has no exact edge
 BOUNDARY_SAMPLES = 360  # ground-truth points for the boundary error (one per degree of parametric angle)
 HIT_FRACTION = 0.05  # a detection is a hit when its centre is within 5% of the gt semi-major axis
 IOU_GRID = 400  # samples per side of the intersection box: area error well below 0.5%
@@ -52,44 +59,9 @@ def center_error_px(gt: Ellipse, pred: Ellipse) -> float:
     return math.hypot(pred.cx - gt.cx, pred.cy - gt.cy)
 
 
-def _closest_on_ellipse(e: Ellipse, xy: np.ndarray) -> np.ndarray:
-    """(N, 2) points -> (N, 2) nearest points on ellipse `e` (frame pixels)."""
-    c, s = math.cos(e.angle_rad), math.sin(e.angle_rad)
-    d = xy - np.array([e.cx, e.cy])
-    u = d[:, 0] * c + d[:, 1] * s  # along the major axis
-    v = -d[:, 0] * s + d[:, 1] * c  # along the minor axis
-    a, b = e.semi_major, max(e.semi_minor, 1e-9)
-    pu, pv = np.abs(u), np.abs(v)
-    # Fixed-point iteration on the evolute (Chatfield's method): robust in the first quadrant, including
-    # points near the centre, and converges to ~1e-9 relative in a handful of steps.
-    tx = np.full_like(pu, math.sqrt(0.5))
-    ty = np.full_like(pu, math.sqrt(0.5))
-    k = a * a - b * b
-    for _ in range(12):
-        ex = k * tx**3 / a
-        ey = -k * ty**3 / b
-        rx, ry = a * tx - ex, b * ty - ey
-        qx, qy = pu - ex, pv - ey
-        r = np.hypot(rx, ry)
-        q = np.maximum(np.hypot(qx, qy), 1e-12)
-        tx = np.clip((qx * r / q + ex) / a, 0.0, 1.0)
-        ty = np.clip((qy * r / q + ey) / b, 0.0, 1.0)
-        t = np.maximum(np.hypot(tx, ty), 1e-12)
-        tx, ty = tx / t, ty / t
-    cu = np.copysign(a * tx, u)
-    cv = np.copysign(b * ty, v)
-    return np.stack([e.cx + cu * c - cv * s, e.cy + cu * s + cv * c], axis=-1)
-
-
-def point_to_ellipse_px(e: Ellipse, xy: np.ndarray) -> np.ndarray:
-    """(N, 2) points -> (N,) Euclidean distance to the ellipse curve `e`, pixels."""
-    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-    return np.hypot(*(xy - _closest_on_ellipse(e, xy)).T)
-
-
 def boundary_error_px(gt: Ellipse, pred: Ellipse) -> float:
     """Mean distance from 360 points evenly spaced in parametric angle on `gt` to the curve `pred`, pixels."""
-    return float(point_to_ellipse_px(pred, gt.points(BOUNDARY_SAMPLES)).mean())
+    return float(ellipse_distance_px(pred, gt.points(BOUNDARY_SAMPLES), EXACT_FOOT_ITERATIONS).mean())
 
 
 def _bbox(e: Ellipse) -> tuple[float, float, float, float]:
@@ -213,19 +185,46 @@ def format_table(results: dict[str, dict]) -> str:
 # ----------------------------------------------------------------------------------------------- dataset
 
 
-def _read_image(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise SourceError(f"cannot read image {path}: not an image file or unreadable")
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return image
+@dataclass(frozen=True, slots=True)
+class EvalEntry:
+    """One image of a dataset before it is read: its files, ground truth given in a CSV, subject, original size."""
+
+    name: str
+    image_path: Path
+    mask_path: Path | None  # ground truth fitted to this mask; None: iris_gt / pupil_gt are given
+    iris_gt: Ellipse | None = None
+    pupil_gt: Ellipse | None = None
+    subject: str | None = None
+    original_hw: tuple[int, int] | None = None  # (H, W) before the dataset squashed the image (index.csv)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """The images of one dataset that are scored, in a stable order; each pass reads the files (lazily) again."""
+
+    root: Path
+    layout: str  # the file or folder the ground truth comes from: "index.csv", "ellipses.csv" or "masks/"
+    entries: tuple[EvalEntry, ...]
+    total: int  # images the layout holds before the subject split and the limit
+    subjects: frozenset[str] | None  # every subject the layout lists, before the split; None when it lists none
+    original_size: bool = True
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[EvalItem]:
+        return (read_entry(e, self.original_size) for e in self.entries)
 
 
 def _read_mask(path: Path) -> np.ndarray:
-    mask = np.load(path) if path.suffix.lower() == ".npy" else cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise SourceError(f"cannot read mask {path}: not an image file or unreadable")
+    """(H, W) mask from an image file (the one image reader) or a .npy array."""
+    if path.suffix.lower() == ".npy":
+        try:
+            mask = np.load(path)
+        except (OSError, ValueError) as exc:
+            raise SourceError(f"cannot read mask {path}: {exc}") from exc
+    else:
+        mask = read_image(path)
     if mask.ndim == 3:
         mask = mask[:, :, 0] if mask.shape[2] == 1 else cv2.cvtColor(mask, cv2.COLOR_BGR2GRAY)
     return mask
@@ -241,14 +240,36 @@ def _boundaries(mask: np.ndarray, path: Path) -> tuple[Ellipse | None, Ellipse |
     return found.iris, found.pupil
 
 
-def _list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+def read_entry(entry: EvalEntry, original_size: bool = True) -> EvalItem:
+    """Read one entry: the image, its ground truth (fitted to the mask when it has one), at the original size.
+
+    With `original_size`, a squashed image is resized back to entry.original_hw and its ground truth, fitted on
+    the stored mask, is mapped exactly with the same pixel-centre convention as cv2.resize.
+    """
+    image = read_image(entry.image_path)
+    iris, pupil = entry.iris_gt, entry.pupil_gt
+    if entry.mask_path is not None:
+        mask = _read_mask(entry.mask_path)
+        if mask.shape[:2] != image.shape[:2]:
+            raise SourceError(
+                f"mask {entry.mask_path} is {mask.shape[1]}x{mask.shape[0]} but image {entry.image_path} is "
+                f"{image.shape[1]}x{image.shape[0]}: masks must match their images"
+            )
+        iris, pupil = _boundaries(mask, entry.mask_path)
+    if original_size and entry.original_hw is not None and entry.original_hw != image.shape[:2]:
+        # A resize from the stored to the original size is the map preprocess defines for frame -> model input.
+        to_original = frame_to_model_affine(image.shape[:2], entry.original_hw)
+        iris = iris.affine(to_original) if iris is not None else None
+        pupil = pupil.affine(to_original) if pupil is not None else None
+        h, w = entry.original_hw
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+    return EvalItem(entry.name, image, iris, pupil)
 
 
-def _mask_layout(root: Path, limit: int | None) -> Iterator[EvalItem]:
-    images = _list_images(root / "images")
+def _mask_entries(root: Path) -> list[EvalEntry]:
+    images = list_images(root / "images")
     if not images:
-        raise SourceError(f"no images in {root / 'images'}: expected {', '.join(IMAGE_EXTENSIONS)} files")
+        raise SourceError(f"no images in {root / 'images'}: expected {ext_list()} files")
     masks = {p.stem: p for p in sorted((root / "masks").iterdir()) if p.suffix.lower() in MASK_EXTENSIONS}
     missing = [p.name for p in images if p.stem not in masks]
     if missing:
@@ -256,15 +277,7 @@ def _mask_layout(root: Path, limit: int | None) -> Iterator[EvalItem]:
             f"{len(missing)} of {len(images)} images in {root / 'images'} have no mask of the same stem in "
             f"{root / 'masks'} (first: {missing[0]})"
         )
-    for path in images[:limit]:
-        image, mask = _read_image(path), _read_mask(masks[path.stem])
-        if mask.shape[:2] != image.shape[:2]:
-            raise SourceError(
-                f"mask {masks[path.stem]} is {mask.shape[1]}x{mask.shape[0]} but image {path} is "
-                f"{image.shape[1]}x{image.shape[0]}: masks must match their images"
-            )
-        iris, pupil = _boundaries(mask, masks[path.stem])
-        yield EvalItem(path.name, image, iris, pupil)
+    return [EvalEntry(p.name, p, masks[p.stem]) for p in images]
 
 
 def _csv_ellipse(row: dict[str, str], prefix: str, where: str) -> Ellipse | None:
@@ -280,7 +293,16 @@ def _csv_ellipse(row: dict[str, str], prefix: str, where: str) -> Ellipse | None
     return Ellipse(cx, cy, a, b, math.radians(angle_deg))
 
 
-def _ellipse_layout(root: Path, limit: int | None) -> Iterator[EvalItem]:
+def _csv_image_path(root: Path, cell: str, where: str) -> Path:
+    """The `image` cell of ellipses.csv: a name inside images/ or a path relative to the CSV (images/x.png)."""
+    inside, beside = root / "images" / cell, root / cell
+    for path in (inside, beside):
+        if cell and path.is_file():
+            return path
+    raise SourceError(f"{where}: image {cell!r} is neither in {root / 'images'} nor at {beside}")
+
+
+def _ellipse_entries(root: Path) -> list[EvalEntry]:
     csv_path = root / "ellipses.csv"
     with csv_path.open(newline="") as f:
         reader = csv.DictReader(f)
@@ -291,93 +313,275 @@ def _ellipse_layout(root: Path, limit: int | None) -> Iterator[EvalItem]:
         rows = list(reader)
     if not rows:
         raise SourceError(f"{csv_path} has no rows: expected one row per image")
-    for i, row in enumerate(rows[:limit]):
+    entries = []
+    for i, row in enumerate(rows):
         where = f"{csv_path} row {i + 2}"
-        path = root / "images" / row["image"]
-        if not path.is_file():
-            raise SourceError(f"{where}: image {path} does not exist")
-        iris, pupil = _csv_ellipse(row, "iris", where), _csv_ellipse(row, "pupil", where)
-        yield EvalItem(row["image"], _read_image(path), iris, pupil)
+        cell = (row["image"] or "").strip()
+        entries.append(
+            EvalEntry(
+                cell,
+                _csv_image_path(root, cell, where),
+                None,
+                _csv_ellipse(row, "iris", where),
+                _csv_ellipse(row, "pupil", where),
+                (row.get("subject") or "").strip() or None,
+            )
+        )
+    return entries
 
 
-def _index_layout(
-    root: Path,
-    prefix: str | None,
-    split_subjects: set[str] | None,
-    original_size: bool,
-    limit: int | None,
-) -> Iterator[EvalItem]:
+def _original_hw(row: dict[str, str], where: str) -> tuple[int, int] | None:
+    h, w = (row.get("original_height") or "").strip(), (row.get("original_width") or "").strip()
+    if not (h and w):
+        return None
+    try:
+        return int(h), int(w)
+    except ValueError:
+        raise SourceError(f"{where}: original_height and original_width must be whole numbers") from None
+
+
+def _index_entries(root: Path, prefix: str | None) -> list[EvalEntry]:
     index = root / "index.csv"
     with index.open(newline="") as f:
         reader = csv.DictReader(f)
         absent = [c for c in ("image", "mask", "subject") if c not in (reader.fieldnames or [])]
         if absent:
             raise SourceError(f"{index} lacks columns {', '.join(absent)}")
-        rows = list(reader)
+        rows = list(enumerate(reader))
     if prefix is not None:
-        rows = [r for r in rows if r["image"].startswith(prefix + "/")]
-    if split_subjects is not None:
-        rows = [r for r in rows if r["subject"] in split_subjects]
-    if not rows:
-        where = f" under {prefix}/" if prefix else ""
-        raise SourceError(f"{index} lists no images{where} for the requested subjects")
-    for row in rows[:limit]:
-        image_path, mask_path = root / row["image"], root / row["mask"]
-        if not image_path.is_file() or not mask_path.is_file():
-            raise SourceError(f"{index} lists {row['image']} / {row['mask']}, which do not both exist")
-        image, mask = _read_image(image_path), _read_mask(mask_path)
-        iris, pupil = _boundaries(mask, mask_path)
-        if original_size and row.get("original_width") and row.get("original_height"):
-            # Undo the squash: fit on the stored mask, then map the ellipse exactly with the same pixel-centre
-            # convention as cv2.resize (x_out + 0.5 = sx * (x_in + 0.5)).
-            w, h = int(row["original_width"]), int(row["original_height"])
-            sx, sy = w / image.shape[1], h / image.shape[0]
-            m = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
-            iris = iris.affine(m) if iris is not None else None
-            pupil = pupil.affine(m) if pupil is not None else None
-            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-        yield EvalItem(row["image"], image, iris, pupil)
+        rows = [(i, r) for i, r in rows if r["image"].startswith(prefix + "/")]
+        if not rows:
+            raise SourceError(f"{index} lists no images under {prefix}/")
+    return [
+        EvalEntry(
+            r["image"],
+            root / r["image"],
+            root / r["mask"],
+            subject=r["subject"],
+            original_hw=_original_hw(r, f"{index} row {i + 2}"),
+        )
+        for i, r in rows
+    ]
 
 
 def load_eval_set(
     data_dir: str | Path,
     *,
-    split_subjects: set[str] | None = None,
+    split_subjects: Iterable[str] | None = None,
     original_size: bool = True,
     limit: int | None = None,
-) -> Iterator[EvalItem]:
+) -> EvalSet:
     """Ground-truth images from any supported layout (see module docstring), read lazily in a stable order.
 
-    `split_subjects` and `original_size` apply to the index.csv layout only. Raises SourceError at the call
-    when `data_dir` is not a readable dataset.
+    `split_subjects` keeps the images of those subjects (SourceError for a layout that lists no subjects);
+    `original_size` applies to the index.csv layout. Raises SourceError at the call when `data_dir` is not a
+    readable dataset (its first image is read to check).
     """
     root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise SourceError(f"dataset folder {root} does not exist")
     if (root / "index.csv").is_file():
-        items = _index_layout(root, None, split_subjects, original_size, limit)
+        layout, entries = "index.csv", _index_entries(root, None)
     elif (root.parent / "index.csv").is_file() and not (root / "ellipses.csv").is_file():
-        items = _index_layout(root.parent, root.name, split_subjects, original_size, limit)
+        layout, entries = "../index.csv", _index_entries(root.parent, root.name)
+    elif (root / "ellipses.csv").is_file():
+        layout, entries = "ellipses.csv", _ellipse_entries(root)
     elif not (root / "images").is_dir():
         raise SourceError(f"{root} has no images/ folder or index.csv: expected images/ + masks/ or ellipses.csv")
-    elif (root / "ellipses.csv").is_file():
-        items = _ellipse_layout(root, limit)
     elif (root / "masks").is_dir():
-        items = _mask_layout(root, limit)
+        layout, entries = "masks/", _mask_entries(root)
     else:
         raise SourceError(f"{root} has images/ but neither masks/ nor ellipses.csv to score against")
-    # Validate the layout now (a bad folder fails at the call, not at the first next()), then stream the rest.
-    return _prime(items)
+    subjects = frozenset(e.subject for e in entries if e.subject is not None) or None
+    total = len(entries)
+    if split_subjects is not None:
+        if subjects is None:
+            raise SourceError(
+                f"{root} lists no subjects (no index.csv, no subject column in ellipses.csv): a subject split "
+                "cannot apply; score all its images"
+            )
+        wanted = frozenset(split_subjects)
+        entries = [e for e in entries if e.subject in wanted]
+        if not entries:
+            raise SourceError(f"{root / layout} lists no images for the requested subjects")
+    entries = entries[:limit]
+    for e in entries:
+        missing = [p for p in (e.image_path, e.mask_path) if p is not None and not p.is_file()]
+        if missing:
+            raise SourceError(f"{root / layout} lists {e.name}, but {missing[0]} does not exist")
+    if entries:
+        read_entry(entries[0], original_size)  # a bad folder fails at the call, not at the first image scored
+    return EvalSet(root, layout, tuple(entries), total, subjects, original_size)
 
 
-def _prime(items: Iterator[EvalItem]) -> Iterator[EvalItem]:
+# ------------------------------------------------------------------------------------------------- split
+
+SPLITS = ("test", "val", "train", "all")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSplit:
+    """Subjects per split of a model's training data, as its card or its run's split.json records them.
+
+    A split that was not recorded is None: a model card lists its test subjects, a split.json all three.
+    """
+
+    source: Path
+    train: frozenset[str] | None
+    val: frozenset[str] | None
+    test: frozenset[str] | None
+
+    def subjects(self, name: str) -> frozenset[str] | None:
+        """The subjects of split `name` (train, val or test), None when not recorded."""
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+    @property
+    def listed(self) -> frozenset[str]:
+        """Every subject the record names, whatever its split."""
+        return frozenset().union(*(s for s in (self.train, self.val, self.test) if s is not None))
+
+
+def read_model_split(path: str | Path) -> ModelSplit:
+    """A model card (training.split.<name>_subjects) or a run's split.json (subjects.<name>) -> ModelSplit.
+
+    Raises ModelError when the file is neither or records no subjects.
+    """
+    path = Path(path)
     try:
-        first = next(items)
-    except StopIteration:
-        return iter(())
-    return _chain(first, items)
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {path} as a model card or split.json: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ModelError(f"{path} is not a model card or split.json (a JSON object)")
+    if isinstance(doc.get("subjects"), dict):  # a run's split.json
+        found = {k: doc["subjects"].get(k) for k in ("train", "val", "test")}
+    else:
+        split = (doc.get("training") or {}).get("split") if isinstance(doc.get("training"), dict) else None
+        if not isinstance(split, dict):
+            raise ModelError(f"{path} records no subject split (not a model card of a model trained with one)")
+        found = {k: split.get(f"{k}_subjects") for k in ("train", "val", "test")}
+    if any(v is not None and not isinstance(v, list) for v in found.values()) or not any(found.values()):
+        raise ModelError(f"{path} lists no subjects of a train, val or test split")
+    return ModelSplit(path, *(frozenset(map(str, v)) if v is not None else None for v in found.values()))
 
 
-def _chain(first: EvalItem, rest: Iterator[EvalItem]) -> Iterator[EvalItem]:
-    yield first
-    yield from rest
+def model_split_for(model_path: Path, split_from: str | Path | None = None) -> tuple[ModelSplit | None, str]:
+    """The split `eval` uses: `split_from`, else the card beside the model; (None, why not) when there is none.
+
+    An explicit `split_from` that cannot be read raises ModelError; a model without a usable card does not.
+    """
+    if split_from is not None:
+        return read_model_split(split_from), ""
+    card = _shown(Path(model_path).with_suffix(".json"))
+    if not card.is_file():
+        return None, f"model {model_path.name} has no card ({card.name}) to say which subjects it was trained on"
+    try:
+        return read_model_split(card), ""
+    except ModelError as exc:
+        return None, str(exc)
+
+
+@dataclass(frozen=True, slots=True)
+class SplitChoice:
+    """Which images `eval` scores: the subjects kept (None: all) and why."""
+
+    name: str  # one of SPLITS
+    subjects: frozenset[str] | None
+    reason: str
+
+
+def choose_split(
+    requested: str | None,
+    data_subjects: frozenset[str] | None,
+    split: ModelSplit | None,
+    no_split_reason: str = "",
+    data_name: str = "DATA",
+) -> SplitChoice:
+    """Resolve `--split` (None: the default) against the data's subjects and the model's recorded split.
+
+    Default: the model's test split when the data holds subjects of that split (the development set), else
+    all images. An explicit train / val / test split that cannot apply raises TrackerError (see split_warning for
+    the subjects the model was trained on).
+    """
+    on_dev = split is not None and data_subjects is not None and bool(data_subjects & split.listed)
+    if requested is None:
+        if on_dev and split.test is not None:
+            requested = "test"
+        else:
+            if split is None:
+                why = no_split_reason
+            elif data_subjects is None:
+                why = f"{data_name} lists no subjects"
+            elif on_dev:
+                why = f"{split.source} records no test subjects"
+            else:
+                why = f"{data_name} has none of the subjects of {split.source}"
+            return SplitChoice("all", None, f"all images: {why}")
+    if requested == "all":
+        return SplitChoice("all", None, "all images (--split all)")
+    if requested not in SPLITS:
+        raise TrackerError(f"unknown split {requested!r}: choose one of {', '.join(SPLITS)}")
+    if split is None:
+        raise ModelError(
+            f"--split {requested} needs the model's {requested} subjects, but {no_split_reason}; "
+            "give --split-from MODEL_CARD_OR_SPLIT_JSON, or --split all"
+        )
+    wanted = split.subjects(requested)
+    if wanted is None:
+        raise ModelError(
+            f"{split.source} records no {requested} subjects (a model card lists only the test split); "
+            "give the run's split.json with --split-from, or --split all"
+        )
+    if data_subjects is None:
+        raise SourceError(
+            f"{data_name} lists no subjects (no index.csv, no subject column in ellipses.csv), so --split "
+            f"{requested} cannot apply; use --split all"
+        )
+    present = data_subjects & wanted
+    if not present:
+        raise SourceError(
+            f"{data_name} has none of the {len(wanted)} {requested} subjects of {split.source}: it is not the data "
+            "the model was trained on; use --split all"
+        )
+    return SplitChoice(requested, wanted, f"{requested} split of {split.source} ({_count(len(present), 'subject')})")
+
+
+def split_warning(items: EvalSet, split: ModelSplit | None) -> str | None:
+    """One warning line when `items` include subjects the model was trained (or validated) on, else None."""
+    if split is None or items.subjects is None or not items.subjects & split.listed:
+        return None
+    if split.train is not None:
+        trained, how = split.train, "trained on"
+    elif split.test is not None:
+        # Only the held-out subjects are recorded: every other subject of this data was used in training.
+        trained, how = items.subjects - split.test - (split.val or frozenset()), "trained or validated on"
+    else:
+        return None
+    seen = [e.subject for e in items.entries if e.subject in trained]
+    if not seen:
+        return None
+    subjects = _count(len(set(seen)), "subject")
+    return (
+        f"warning: {len(seen):,} of the {len(items):,} images scored are of {subjects} the model was {how} "
+        f"({split.source}); --split test scores held-out subjects only"
+    )
+
+
+def scoring_line(data: str | Path, items: EvalSet, choice: SplitChoice, limit: int | None = None) -> str:
+    """One line saying what `eval` scores: data set, images, split and where the split came from."""
+    capped = f"; --limit {limit}" if limit is not None and len(items) == limit else ""
+    of = f"{len(items):,} of {items.total:,}" if len(items) != items.total else f"all {items.total:,}"
+    return f"scoring {of} images of {data} ({items.layout}{capped}): {choice.reason}"
+
+
+def _shown(path: Path) -> Path:
+    """`path` relative to the working directory when it lies below it (shorter messages), else as given."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except (OSError, ValueError):
+        return path
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 subject', '2 subjects'."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")

@@ -699,7 +699,11 @@ def write_clip(
 
 
 def write_image_set(folder: str | Path, n: int, size_wh: tuple[int, int] = (320, 240), seed: int = 0) -> None:
-    """Write n random eyes as folder/images/NNNN.png, folder/masks/NNNN.png (0/1/2) and folder/ellipses.csv."""
+    """Write n random eyes as folder/images/NNNN.png, folder/masks/NNNN.png (0/1/2) and folder/ellipses.csv.
+
+    The CSV's `image` column holds paths relative to it (images/NNNN.png); a boundary hidden below
+    MIN_VISIBLE_FRACTION is left blank, as in write_clip. `iristrack eval FOLDER` reads the set.
+    """
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     (folder / "masks").mkdir(parents=True, exist_ok=True)
@@ -712,4 +716,6 @@ def write_image_set(folder: str | Path, n: int, size_wh: tuple[int, int] = (320,
             name = f"{i:04d}.png"
             cv2.imwrite(str(folder / "images" / name), image)
             cv2.imwrite(str(folder / "masks" / name), truth.mask)
-            rows.writerow([f"images/{name}"] + _ellipse_cells(truth.iris) + _ellipse_cells(truth.pupil))
+            iris = truth.iris if truth.iris_visible_fraction >= MIN_VISIBLE_FRACTION else None
+            pupil = truth.pupil if truth.pupil_visible_fraction >= MIN_VISIBLE_FRACTION else None
+            rows.writerow([f"images/{name}"] + _ellipse_cells(iris) + _ellipse_cells(pupil))

@@ -20,9 +20,10 @@ import cv2
 import numpy as np
 
 from tools.masks import boundaries_from_mask, visible_arcs
+from tracker.errors import SourceError
+from tracker.io.images import list_images, read_image
 from tracker.preprocess import INPUT_HW, frame_to_model_affine, to_gray
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 SPLITS = ("train", "val", "test")
 LABEL_VERSION = 1  # bump when labelling changes, to invalidate cached labels
 
@@ -60,10 +61,10 @@ def find_records(data_dir: Path) -> list[Record]:
     images, masks = data_dir / "images", data_dir / "masks"
     if not images.is_dir() or not masks.is_dir():
         raise FileNotFoundError(f"{data_dir}: expected index.csv or images/ and masks/ folders")
-    by_stem = {p.stem: p for p in masks.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    by_stem = {p.stem: p for p in list_images(masks)}
     records = []
-    for p in sorted(images.iterdir()):
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.stem in by_stem:
+    for p in list_images(images):
+        if p.stem in by_stem:
             # Without an index, the subject is the stem up to the first '_' or '-' (one subject per image otherwise).
             subject = p.stem.split("_")[0].split("-")[0]
             records.append(Record(p, by_stem[p.stem], subject, p.name))
@@ -116,10 +117,12 @@ def sample_from_mask(
 
 
 def _load_one(record: Record, input_hw: tuple[int, int]) -> EdgeSample | None:
-    image = cv2.imread(str(record.image_path), cv2.IMREAD_UNCHANGED)
-    mask = cv2.imread(str(record.mask_path), cv2.IMREAD_UNCHANGED) if record.mask_path else None
-    if image is None or mask is None:
+    if record.mask_path is None:
         return None
+    try:
+        image, mask = read_image(record.image_path), read_image(record.mask_path)
+    except SourceError:
+        return None  # unreadable pairs are dropped (load_samples)
     if mask.ndim == 3:
         mask = mask[:, :, 0]
     return sample_from_mask(record.name, record.subject, image, mask, input_hw)

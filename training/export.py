@@ -16,6 +16,7 @@ from tracker.preprocess import CHANNELS, LAYOUT, STD_FLOOR
 
 OPSET = 17
 PARITY_TOL = 1e-4
+MODEL_FILES = ("model.onnx", "model.json")  # what an export writes; either one marks a folder as holding a model
 
 
 def sha256_of(path: Path) -> str:
@@ -79,8 +80,37 @@ def parity_inputs(run: Path, input_hw: tuple[int, int], n: int = 8) -> np.ndarra
     return np.concatenate([pre(render_eye(random_eye_params(rng, (320, 240)), (320, 240))[0]).copy() for _ in range(n)])
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path) -> dict:
-    """Export run_dir/checkpoints/best.keras -> out_dir/model.onnx + model.json; raises ModelError on parity failure."""
+def check_out_dir(out_dir: str | Path, force: bool = False) -> None:
+    """Raise ModelError when `out_dir` already holds a model (model.onnx or model.json) and `force` is not set.
+
+    Needs no TensorFlow, so the CLI refuses before loading it; the shipped engines/default is such a folder.
+    """
+    out = Path(out_dir)
+    held = [name for name in MODEL_FILES if (out / name).exists()]
+    if held and not force:
+        what = "the shipped model" if _is_shipped(out) else "a model"
+        raise ModelError(
+            f"{out} already holds {what} ({', '.join(held)}); export to a new folder (--out engines/NAME), "
+            "or pass --force to overwrite it"
+        )
+
+
+def _is_shipped(out: Path) -> bool:
+    from tracker.paths import default_model_dir
+
+    try:
+        return out.resolve() == default_model_dir().resolve()
+    except OSError:
+        return False
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, *, force: bool = False) -> dict:
+    """Export run_dir/checkpoints/best.keras -> out_dir/model.onnx + model.json; raises ModelError on parity failure.
+
+    An existing model in `out_dir` is kept unless `force` (check_out_dir); with `force` it is replaced only once
+    the new one has passed the parity check, so a failed export leaves it as it was.
+    """
+    check_out_dir(out_dir, force)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -91,17 +121,32 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> dict:
     model = keras.models.load_model(best, compile=False)
     h, w = (int(d) for d in model.input_shape[1:3])
     out.mkdir(parents=True, exist_ok=True)
-    onnx_path = out / "model.onnx"
-    keras_to_onnx(model, onnx_path)
-    diff = parity_max_abs_diff(model, onnx_path, parity_inputs(run, (h, w)))
-    if not diff <= PARITY_TOL:
-        onnx_path.unlink()
-        raise ModelError(f"Keras vs ONNX Runtime differ by {diff:.2e} (> {PARITY_TOL:.0e}); model.onnx removed")
+    onnx_path, new_onnx, new_card = out / "model.onnx", out / "model.onnx.partial", out / "model.json.partial"
+    try:
+        keras_to_onnx(model, new_onnx)
+        diff = parity_max_abs_diff(model, new_onnx, parity_inputs(run, (h, w)))
+        if not diff <= PARITY_TOL:
+            raise ModelError(
+                f"Keras vs ONNX Runtime differ by {diff:.2e} (> {PARITY_TOL:.0e}); nothing written to {out}"
+            )
+        card = _model_card(run, out.name, model, (h, w), diff, new_onnx)
+        new_card.write_text(json.dumps(card, indent=1))
+        new_onnx.replace(onnx_path)  # the model first: a card never describes a model that is not there
+        new_card.replace(out / "model.json")
+    finally:
+        new_onnx.unlink(missing_ok=True)
+        new_card.unlink(missing_ok=True)
+    return card
+
+
+def _model_card(run: Path, name: str, model, input_hw: tuple[int, int], diff: float, onnx_path: Path) -> dict:
+    """The model card (model.json) of an export: contract, architecture, training record, parity, versions."""
+    h, w = input_hw
     config = json.loads((run / "config.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
     split = json.loads((run / "split.json").read_text()) if (run / "split.json").exists() else None
-    card = {
-        "name": out.name,
+    return {
+        "name": name,
         "input": {
             "name": "image",
             "shape": [1, h, w, 1],
@@ -136,7 +181,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> dict:
                 {
                     "by": "subject",
                     "subjects": {k: len(v) for k, v in split["subjects"].items()},
-                    "test_subjects": split["subjects"]["test"],
+                    # eval reads these: the test split to score, the others to warn about biased figures
+                    **{f"{k}_subjects": split["subjects"][k] for k in ("test", "val", "train")},
                 }
                 if split
                 else None
@@ -152,5 +198,3 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> dict:
         "versions": _versions(),
         "onnx": {"file": "model.onnx", "sha256": sha256_of(onnx_path), "bytes": onnx_path.stat().st_size},
     }
-    (out / "model.json").write_text(json.dumps(card, indent=1))
-    return card

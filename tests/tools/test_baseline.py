@@ -55,6 +55,24 @@ def test_large_frames_are_reported_in_frame_pixels():
     _check(*ClassicalDetector()(big), scale=2.0)
 
 
+def test_working_image_maps_back_with_the_preprocess_resize_mapping(monkeypatch):
+    # One definition of the resize mapping: working image -> frame is tracker.preprocess's map of a resize.
+    import tools.baseline
+    from tracker.preprocess import frame_to_model_affine
+
+    calls = []
+    monkeypatch.setattr(
+        tools.baseline, "frame_to_model_affine", lambda a, b: calls.append((a, b)) or frame_to_model_affine(a, b)
+    )
+    big = cv2.resize(synthetic_eye(), (640, 480), interpolation=cv2.INTER_LINEAR)
+    _check(*ClassicalDetector()(big), scale=2.0)
+    assert set(calls) == {((180, 240), (480, 640))}  # WORK_SIDE 240 on the longest side
+    calls.clear()
+    small = cv2.resize(synthetic_eye(), (240, 180), interpolation=cv2.INTER_AREA)  # already the working size
+    _check(*ClassicalDetector()(small), scale=0.75)
+    assert calls == []
+
+
 def test_blank_frame_finds_nothing():
     iris, pupil = ClassicalDetector()(np.full((240, 320), 180, np.uint8))
     assert pupil is None

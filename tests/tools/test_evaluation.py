@@ -1,25 +1,35 @@
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+import tools.baseline
+import tools.evaluation
 from tests.paths import SHARED_DATA
 from tools.evaluation import (
     EvalItem,
+    ModelSplit,
     boundary_error_px,
     center_error_px,
+    choose_split,
     ellipse_iou,
     evaluate,
     format_table,
     is_hit,
     load_eval_set,
-    point_to_ellipse_px,
+    model_split_for,
+    read_model_split,
+    scoring_line,
+    split_warning,
 )
-from tracker.errors import SourceError
+from tracker.errors import ModelError, SourceError, TrackerError
+from tracker.fit.geometry import EXACT_FOOT_ITERATIONS, ellipse_distance_px
+from tracker.preprocess import frame_to_model_affine
 from tracker.structures import Ellipse
 
 DISTANCE_TOL_PX = 0.01
@@ -77,7 +87,9 @@ def test_rotated_ellipse_against_its_axis_swapped_twin():
     assert 3.0 < err < 10.0
 
 
-def test_point_to_ellipse_distance_matches_brute_force():
+def test_exact_point_to_ellipse_distance_matches_brute_force():
+    # The distance the metrics use: the fitting kernel's foot points, iterated to convergence, also for flat
+    # ellipses and points near the centre (where 3 iterations are off by up to 0.07 px).
     rng = np.random.default_rng(0)
     for _ in range(20):
         e = Ellipse(rng.uniform(-5, 5), rng.uniform(-5, 5), rng.uniform(5, 40), rng.uniform(1, 40), rng.uniform(0, 3))
@@ -85,7 +97,22 @@ def test_point_to_ellipse_distance_matches_brute_force():
         xy[:5] = [e.cx, e.cy] + rng.normal(0, 0.3, (5, 2))  # near the centre, where naive methods fail
         dense = e.points(100_000)
         brute = np.array([np.hypot(*(dense - p).T).min() for p in xy])
-        np.testing.assert_allclose(point_to_ellipse_px(e, xy), brute, atol=DISTANCE_TOL_PX)
+        np.testing.assert_allclose(ellipse_distance_px(e, xy, EXACT_FOOT_ITERATIONS), brute, atol=DISTANCE_TOL_PX)
+
+
+def test_boundary_error_uses_the_kernel_distance(monkeypatch):
+    # One definition of the point-to-ellipse distance: the metric calls tracker.fit's, converged.
+    calls = []
+
+    def spy(e, xy, iterations=3):
+        calls.append(iterations)
+        return ellipse_distance_px(e, xy, iterations)
+
+    monkeypatch.setattr(tools.evaluation, "ellipse_distance_px", spy)
+    gt, pred = Ellipse(0, 0, 20, 10, 0.3), Ellipse(1, 0, 19, 11, 0.5)
+    err = boundary_error_px(gt, pred)
+    assert calls == [EXACT_FOOT_ITERATIONS]
+    assert err == pytest.approx(ellipse_distance_px(pred, gt.points(360), EXACT_FOOT_ITERATIONS).mean(), abs=1e-12)
 
 
 def test_boundary_error_of_a_rotated_ellipse_against_a_circle():
@@ -339,6 +366,209 @@ def test_bad_data_dir_is_a_source_error(tmp_path, make, message):
         load_eval_set(root)
 
 
+def test_mask_layout_lists_images_with_the_image_reader_rules(tmp_path):
+    # One image-extension list and listing (tracker.io.images): .webp counts, hidden files do not, natural order.
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for stem, ext in (("eye10", ".png"), ("eye2", ".png"), ("eye1", ".webp")):
+        cv2.imwrite(str(root / "images" / f"{stem}{ext}"), np.full((100, 120), 128, np.uint8))
+        cv2.imwrite(str(root / "masks" / f"{stem}.png"), _draw_hole_mask((100, 120), IRIS, PUPIL))
+    (root / "images" / "._eye2.png").write_bytes(b"macOS resource fork, not an image")
+    assert [i.name for i in load_eval_set(root)] == ["eye1.webp", "eye2.png", "eye10.png"]
+
+
+def test_images_and_masks_are_read_by_the_one_image_reader(tmp_path, monkeypatch):
+    root = _mask_layout(tmp_path / "set", n=2)
+    read = []
+    real = tools.evaluation.read_image
+    monkeypatch.setattr(tools.evaluation, "read_image", lambda path: read.append(Path(path).name) or real(path))
+    list(load_eval_set(root))
+    assert sorted(read) == ["eye0.png"] * 4 + ["eye1.png"] * 2  # image + mask; eye0 also when checked at the call
+
+
+def test_unreadable_image_says_so_in_the_image_readers_words(tmp_path):
+    root = _mask_layout(tmp_path / "set", n=2)
+    (root / "images" / "eye0.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(SourceError, match="not a decodable image"):
+        load_eval_set(root)
+
+
+def test_original_size_uses_the_preprocess_resize_mapping(tmp_path, monkeypatch):
+    # One definition of the resize mapping: stored -> original size is tracker.preprocess's map of a resize.
+    calls = []
+    monkeypatch.setattr(
+        tools.evaluation, "frame_to_model_affine", lambda a, b: calls.append((a, b)) or frame_to_model_affine(a, b)
+    )
+    items = list(load_eval_set(_index_layout(tmp_path / "ep")))
+    assert calls and set(calls) == {((100, 100), (120, 160))}
+    assert _close(items[0].iris_gt, _mapped(IRIS, 1.6, 1.2), 0.8)
+
+
+def _ellipse_csv(root: Path, names: list[str], subjects: list[str] | None = None) -> Path:
+    columns = ["image"] + [f"{b}_{c}" for b in ("iris", "pupil") for c in tools.evaluation.ELLIPSE_COLUMNS]
+    with (root / "ellipses.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(columns + (["subject"] if subjects else []))
+        for i, name in enumerate(names):
+            w.writerow([name, 40, 35, 20, 18, 0, 41, 36, 6, 6, 0] + ([subjects[i]] if subjects else []))
+    return root
+
+
+def test_ellipse_csv_image_is_a_name_in_images_or_a_path_relative_to_the_csv(tmp_path):
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(root / "images" / name), np.zeros((80, 90), np.uint8))
+    items = list(load_eval_set(_ellipse_csv(root, ["a.png", "images/b.png"])))
+    assert [i.name for i in items] == ["a.png", "images/b.png"]
+    assert all(i.image.shape == (80, 90) and i.iris_gt == Ellipse(40, 35, 20, 18, 0) for i in items)
+
+
+def test_ellipse_csv_needs_no_images_folder_when_paths_are_relative_to_it(tmp_path):
+    root = tmp_path / "set"
+    (root / "frames").mkdir(parents=True)
+    cv2.imwrite(str(root / "frames" / "a.png"), np.zeros((80, 90), np.uint8))
+    assert [i.name for i in load_eval_set(_ellipse_csv(root, ["frames/a.png"]))] == ["frames/a.png"]
+
+
+def test_ellipse_csv_missing_image_names_both_places(tmp_path):
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    with pytest.raises(SourceError, match=r"row 2: image 'x.png' is neither in .*images nor at .*x.png"):
+        load_eval_set(_ellipse_csv(root, ["x.png"]))
+
+
+def test_ellipse_csv_subject_column_is_a_split(tmp_path):
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    for name in ("a.png", "b.png", "c.png"):
+        cv2.imwrite(str(root / "images" / name), np.zeros((80, 90), np.uint8))
+    _ellipse_csv(root, ["a.png", "b.png", "c.png"], ["f1", "f2", "f1"])
+    items = load_eval_set(root, split_subjects={"f1"})
+    assert [i.name for i in items] == ["a.png", "c.png"]
+    assert (len(items), items.total, items.subjects) == (2, 3, {"f1", "f2"})
+
+
+def test_subject_split_on_a_layout_without_subjects_is_a_source_error(tmp_path):
+    # It used to be ignored silently: every image was scored as if it were the requested split.
+    with pytest.raises(SourceError, match="lists no subjects"):
+        load_eval_set(_mask_layout(tmp_path / "set"), split_subjects={"s1"})
+
+
+def test_eval_set_counts_and_can_be_read_twice(tmp_path):
+    items = load_eval_set(_index_layout(tmp_path / "ep"), split_subjects={"s1", "s3"}, limit=1)
+    assert (len(items), items.total, items.subjects, items.layout) == (1, 3, {"s1", "s2", "s3"}, "index.csv")
+    assert [i.name for i in items] == [i.name for i in items] == ["alpha/images/s1.jpg"]
+
+
+# ----------------------------------------------------------------------------------------------- splits
+
+
+def _card(path: Path, test: list[str], **other: list[str]) -> Path:
+    split = {"by": "subject", "test_subjects": test, **{f"{k}_subjects": v for k, v in other.items()}}
+    path.write_text(json.dumps({"name": "m", "training": {"split": split}}))
+    return path
+
+
+def test_read_model_split_from_a_card_and_a_split_json(tmp_path):
+    card = read_model_split(_card(tmp_path / "model.json", ["s3"]))
+    assert (card.train, card.val, card.test) == (None, None, {"s3"})
+    split_json = tmp_path / "split.json"
+    split_json.write_text(json.dumps({"data": "x", "subjects": {"train": ["s1"], "val": ["s2"], "test": ["s3"]}}))
+    run = read_model_split(split_json)
+    assert (run.train, run.val, run.test, run.listed) == ({"s1"}, {"s2"}, {"s3"}, {"s1", "s2", "s3"})
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["not json", "[1, 2]", '{"engine": "x.engine", "precision": "fp16"}', '{"training": {"split": null}}'],
+    ids=["garbage", "list", "engine card", "trained without a split"],
+)
+def test_read_model_split_rejects_what_is_not_a_split(tmp_path, text):
+    (tmp_path / "x.json").write_text(text)
+    with pytest.raises(ModelError):
+        read_model_split(tmp_path / "x.json")
+
+
+def test_model_split_for_reads_the_card_beside_the_model(tmp_path):
+    _card(tmp_path / "m.json", ["s3"])
+    split, why = model_split_for(tmp_path / "m.onnx")
+    assert split.test == {"s3"} and why == ""
+    none, why = model_split_for(tmp_path / "other.onnx")
+    assert none is None and "has no card (other.json)" in why
+    (tmp_path / "engine.json").write_text('{"precision": "fp16"}')  # an engine card is not a model card
+    none, why = model_split_for(tmp_path / "engine.engine")
+    assert none is None and "records no subject split" in why
+
+
+DEV = frozenset({"s1", "s2", "s3", "s4"})
+CARD = ModelSplit(Path("model.json"), None, None, frozenset({"s3", "s4"}))
+RUN = ModelSplit(Path("split.json"), frozenset({"s1"}), frozenset({"s2"}), frozenset({"s3", "s4"}))
+
+
+@pytest.mark.parametrize(
+    ("requested", "data", "split", "name", "subjects", "reason"),
+    [
+        (None, DEV, CARD, "test", {"s3", "s4"}, "test split of model.json (2 subjects)"),
+        (None, frozenset({"s3", "x"}), CARD, "test", {"s3", "s4"}, "(1 subject)"),
+        (None, frozenset({"f1"}), CARD, "all", None, "DATA has none of the subjects of model.json"),
+        (None, None, CARD, "all", None, "DATA lists no subjects"),
+        (None, DEV, None, "all", None, "no card here"),
+        ("all", DEV, CARD, "all", None, "all images (--split all)"),
+        ("val", DEV, RUN, "val", {"s2"}, "val split of split.json (1 subject)"),
+        ("train", DEV, RUN, "train", {"s1"}, "train split of split.json"),
+    ],
+)
+def test_choose_split(requested, data, split, name, subjects, reason):
+    choice = choose_split(requested, data, split, "no card here")
+    assert (choice.name, choice.subjects) == (name, subjects)
+    assert reason in choice.reason
+
+
+@pytest.mark.parametrize(
+    ("requested", "data", "split", "error", "message"),
+    [
+        ("test", DEV, None, ModelError, "--split test needs the model's test subjects, but no card here"),
+        ("val", DEV, CARD, ModelError, "model.json records no val subjects"),
+        ("test", None, CARD, SourceError, "DATA lists no subjects"),
+        ("test", frozenset({"f1"}), CARD, SourceError, "DATA has none of the 2 test subjects of model.json"),
+        ("dev", DEV, CARD, TrackerError, "unknown split"),
+    ],
+)
+def test_choose_split_refuses_what_cannot_apply(requested, data, split, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        choose_split(requested, data, split, "no card here")
+
+
+def test_split_warning_names_the_training_subjects_scored(tmp_path):
+    root = _index_layout(tmp_path / "ep")  # s1, s2 (alpha), s3 (beta)
+    card = ModelSplit(Path("model.json"), None, None, frozenset({"s3"}))
+    everything = load_eval_set(root)
+    assert split_warning(everything, card) == (
+        "warning: 2 of the 3 images scored are of 2 subjects the model was trained or validated on (model.json); "
+        "--split test scores held-out subjects only"
+    )
+    assert split_warning(load_eval_set(root, split_subjects={"s3"}), card) is None
+    run = ModelSplit(Path("split.json"), frozenset({"s1"}), frozenset({"s2"}), frozenset({"s3"}))
+    assert "1 of the 3 images scored are of 1 subject the model was trained on" in split_warning(everything, run)
+    assert split_warning(everything, None) is None
+    assert split_warning(everything, ModelSplit(Path("x.json"), None, None, frozenset({"other"}))) is None
+
+
+def test_scoring_line_says_what_is_scored(tmp_path):
+    root = _index_layout(tmp_path / "ep")
+    choice = choose_split(None, frozenset({"s1", "s2", "s3"}), CARD, "")
+    items = load_eval_set(root, split_subjects=choice.subjects)
+    assert (
+        scoring_line("ep", items, choice)
+        == "scoring 1 of 3 images of ep (index.csv): test split of model.json (1 subject)"
+    )
+    everything = load_eval_set(root, limit=2)
+    line = scoring_line("ep", everything, choose_split("all", None, None), limit=2)
+    assert line == "scoring 2 of 3 images of ep (index.csv; --limit 2): all images (--split all)"
+
+
 # -------------------------------------------------------------------------------------------- real data
 
 
@@ -349,3 +579,17 @@ def test_index_layout_reads_the_development_set():
     assert len(items) == 3
     assert items[0].image.shape[:2] == (240, 320)
     assert all(i.iris_gt is not None and 40 < i.iris_gt.semi_major < 200 for i in items)
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not (DATA_DIR / "index.csv").is_file(), reason="development data not in ../shared/data")
+def test_the_shipped_card_selects_the_test_subjects_of_the_development_set():
+    from tracker.paths import default_model_path
+
+    split, _ = model_split_for(default_model_path())
+    whole = load_eval_set(DATA_DIR)
+    choice = choose_split(None, whole.subjects, split)
+    items = load_eval_set(DATA_DIR, split_subjects=choice.subjects)
+    assert (choice.name, len(items), items.total, len(choice.subjects)) == ("test", 737, 4879, 71)
+    assert split_warning(items, split) is None
+    assert "4,142 of the 4,879 images scored are of 402 subjects" in split_warning(whole, split)

@@ -13,6 +13,7 @@ import pytest
 from tools.synthetic import (
     CLIP_COLUMNS,
     IMAGE_SET_COLUMNS,
+    MIN_VISIBLE_FRACTION,
     EyeParams,
     lid_signed_distances,
     random_eye_params,
@@ -229,3 +230,28 @@ def test_write_image_set_round_trips(tmp_path):
         assert np.array_equal(image, expected_image) and np.array_equal(mask, truth.mask)
         assert set(np.unique(mask)) <= {0, 1, 2}
         assert float(row["pupil_cx"]) == pytest.approx(truth.pupil.cx, abs=1e-3)
+
+
+def test_write_image_set_is_read_and_scored_by_evaluation(tmp_path):
+    # Write a set, load it the way `iristrack eval` does, and score the exact truth: zero error everywhere.
+    from tools.evaluation import evaluate, load_eval_set
+
+    write_image_set(tmp_path, n=8, seed=5)
+    rng = np.random.default_rng(5)
+    truths = [render_eye(random_eye_params(rng, SIZE_WH), SIZE_WH) for _ in range(8)]
+    items = load_eval_set(tmp_path)
+    assert items.layout == "ellipses.csv" and len(items) == 8
+    truth_of = {}
+    for item, (image, truth) in zip(items, truths, strict=True):
+        assert np.array_equal(item.image, image)
+        assert item.iris_gt.cx == pytest.approx(truth.iris.cx, abs=1e-4)
+        truth_of[item.image.tobytes()] = (item.iris_gt, item.pupil_gt)
+    hidden = [t.pupil_visible_fraction < MIN_VISIBLE_FRACTION for _, t in truths]
+    assert any(hidden) and not all(hidden)  # seed 5 has pupils under a lid: they are blank, not scored
+    assert [item.pupil_gt is None for item in items] == hidden
+    result = evaluate(items, lambda image: truth_of[image.tobytes()])
+    assert result["images"] == 8
+    assert (result["iris"]["n"], result["pupil"]["n"]) == (8, 8 - sum(hidden))
+    for boundary in ("iris", "pupil"):
+        assert result[boundary]["hit_rate"] == 1.0
+        assert result[boundary]["center_err_px"]["median"] == 0.0

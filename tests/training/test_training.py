@@ -121,6 +121,13 @@ def test_tiny_training_run_learns_and_exports(tmp_path):
 
     card = export_run(tmp_path / "run", tmp_path / "engine")
     assert card["export"]["parity_max_abs_diff"] <= 1e-4
+    assert sorted(p.name for p in (tmp_path / "engine").iterdir()) == ["model.json", "model.onnx"]  # no partials
+    from tracker.errors import ModelError
+
+    with pytest.raises(ModelError, match="pass --force"):  # a second export never overwrites the first silently
+        export_run(tmp_path / "run", tmp_path / "engine")
+    again = export_run(tmp_path / "run", tmp_path / "engine", force=True)
+    assert again["onnx"]["sha256"] == json.loads((tmp_path / "engine" / "model.json").read_text())["onnx"]["sha256"]
     assert card["input"]["shape"] == [1, 64, 64, 1]
     import onnx
 
