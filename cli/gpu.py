@@ -81,6 +81,7 @@ def info_cmd() -> None:
 def _info_lines() -> list[tuple[str, str]]:
     """(label, value) pairs for `iristrack info`; never raises for a missing optional package."""
     from tracker.backends.select import available_backends
+    from tracker.backends.telemetry import import_onnxruntime, telemetry_state
     from tracker.paths import default_model_path, engine_cache_dir
 
     lines = [
@@ -90,21 +91,16 @@ def _info_lines() -> list[tuple[str, str]]:
         ("cpu count", str(os.cpu_count())),
     ]
     try:
-        import onnxruntime as ort
-
+        ort = import_onnxruntime()
         lines.append(("onnxruntime", f"{ort.__version__} (providers: {', '.join(ort.get_available_providers())})"))
     except ImportError:
         lines.append(("onnxruntime", "not installed"))
-    try:
-        import openvino as ov
-
-        lines.append(("openvino", f"{ov.get_version()} (devices: {', '.join(ov.Core().available_devices)})"))
-    except ImportError:
-        lines.append(("openvino", 'not installed (pip install -e ".[fast]")'))
-    except Exception as exc:  # OpenVINO can import but fail to enumerate devices
-        lines.append(("openvino", f"installed, cannot list devices: {str(exc).splitlines()[0]}"))
+    else:
+        lines.append(("onnxruntime telemetry", telemetry_state()["onnxruntime"]))
+    lines += _openvino_lines()
     for name, status in available_backends().items():
         lines.append((f"backend {name}", status))
+    lines += _opencv_lines()
     lines.append(("tensorrt", _version("tensorrt")))
     lines.append(("pycuda", _version("pycuda")))
     lines.append(("gpu", _gpu_summary()))
@@ -119,6 +115,77 @@ def _info_lines() -> list[tuple[str, str]]:
     for entry in entries:
         lines.append(("  engine", _engine_summary(entry)))
     return lines
+
+
+def _openvino_lines() -> list[tuple[str, str]]:
+    """OpenVINO's version and devices, the precision the backend will run in, and the telemetry state."""
+    from tracker.backends.openvino import DEFAULT_PRECISION, PRECISION_ENV, resolve_precision
+    from tracker.backends.telemetry import import_openvino, telemetry_state
+
+    try:
+        ov = import_openvino()  # not `import openvino`: that alone would start Intel's telemetry
+    except ImportError:
+        return [("openvino", 'not installed (pip install -e ".[fast]")')]
+    lines = []
+    try:
+        core = ov.Core()
+        lines.append(("openvino", f"{ov.get_version()} (devices: {', '.join(core.available_devices)})"))
+        has_bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception as exc:  # OpenVINO can import but fail to enumerate devices
+        lines.append(("openvino", f"installed, cannot list devices: {str(exc).splitlines()[0]}"))
+        has_bf16 = False
+    try:
+        precision = resolve_precision(None)
+    except ModelError as exc:
+        lines.append(("openvino precision", f"error: {exc}"))
+    else:
+        source = f"from ${PRECISION_ENV}" if os.environ.get(PRECISION_ENV) else "default"
+        if precision == "bf16" and not has_bf16:
+            precision = "fp32 (bf16 requested, this CPU has no bf16)"
+        other = "bf16" if DEFAULT_PRECISION == "fp32" else "fp32"
+        lines.append(("openvino precision", f"{precision} ({source}; {PRECISION_ENV}={other} to change)"))
+    lines.append(("openvino telemetry", telemetry_state()["openvino"]))
+    return lines
+
+
+def _opencv_lines() -> list[tuple[str, str]]:
+    """OpenCV's version and distribution, its GUI support (what --show needs) and the display variables."""
+    import cv2
+
+    dists = [d for d in ("opencv-python", "opencv-contrib-python", "opencv-python-headless",
+                         "opencv-contrib-python-headless") if _version(d) != "not installed"]  # fmt: skip
+    gui = opencv_gui(cv2.getBuildInformation())
+    show = (
+        f"{gui} (--show can open a window)" if gui != "none" else "none (headless build: --show cannot open a window)"
+    )
+    display = [f"{k}={os.environ[k]}" for k in ("DISPLAY", "WAYLAND_DISPLAY") if os.environ.get(k)]
+    return [
+        ("opencv", f"{cv2.__version__} ({', '.join(f'{d} {_version(d)}' for d in dists) or 'built from source'})"),
+        (
+            "opencv gui",
+            show + ("" if len(dists) < 2 else f"; {len(dists)} OpenCV packages share cv2: the last installed wins"),
+        ),
+        ("display", ", ".join(display) or "none (no DISPLAY or WAYLAND_DISPLAY)"),
+    ]
+
+
+def opencv_gui(build_information: str) -> str:
+    """The GUI backend named in cv2.getBuildInformation() text ('QT5', 'GTK3', 'GTK+'), or 'none' (headless)."""
+    lines = build_information.splitlines()
+    for i, line in enumerate(lines):
+        key, _, value = line.strip().partition(":")
+        if key.strip() != "GUI":
+            continue
+        if value.strip():
+            return "none" if value.strip().upper() in ("NONE", "NO") else value.strip()
+        for sub in lines[i + 1 :]:  # older builds list the toolkits below an empty heading
+            if not sub.strip():
+                break
+            name, _, flag = sub.strip().partition(":")
+            if flag.strip().upper().startswith("YES") and "support" not in name.lower():
+                return name.strip()
+        return "none"
+    return "none"
 
 
 def _version(dist: str) -> str:
@@ -180,12 +247,15 @@ def _model_card_summary(path: Path) -> str:
 
 def _engine_summary(path: Path) -> str:
     """'name: TensorRT 10.8.0, NVIDIA L4 (8.9), fp16, max batch 8, 12.3 MB' from the engine's card."""
-    from tracker.backends.engines import EngineCard, card_path
+    from tracker.backends.engines import EngineCard, find_card
 
     size = f"{path.stat().st_size / 1e6:.1f} MB"
+    card = find_card(path)
     try:
-        c = EngineCard.load(card_path(path))
+        c = EngineCard.load(card) if card is not None else None
     except ModelError:
+        c = None
+    if c is None:
         return f"{path.name}: no readable card, {size}"
     return (
         f"{path.name}: TensorRT {c.tensorrt_version}, {c.gpu_name} ({c.compute_capability}), {c.precision}, "

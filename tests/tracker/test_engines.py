@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from tracker.backends.engines import (
     card_path,
     engine_key,
     ensure_engine,
+    find_card,
     is_version_mismatch,
     sha256_file,
     stale_reason,
@@ -124,7 +126,46 @@ def test_cached_engine_path_is_in_the_cache_and_per_machine(cache, tmp_path):
     assert a.parent == cache and b.parent == cache
     assert a != b
     assert a.name.startswith("my_model-fp16-b1-") and a.suffix == ".engine"
-    assert card_path(a) == a.with_suffix(".json")
+    assert card_path(a) == a.with_name(a.name + ".json")
+
+
+# -- engine cards never collide with model cards -------------------------------------------------------
+
+
+def test_engine_card_is_not_the_model_card(tmp_path):
+    # docs/GPU.md: `iristrack build-engine MODEL.onnx --out model.engine` beside model.onnx + model.json
+    assert card_path(tmp_path / "model.engine") == tmp_path / "model.engine.json"
+    for suffix in (".engine", ".plan", ".trt"):
+        assert card_path(tmp_path / f"model{suffix}") != tmp_path / "model.json"
+
+
+def test_find_card_reads_a_legacy_engine_card_but_never_a_model_card(tmp_path):
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"plan")
+    shipped_card = Path(engines.__file__).resolve().parents[2] / "engines" / "default" / "model.json"
+    (tmp_path / "model.json").write_text(shipped_card.read_text())  # a model card beside the engine
+    assert find_card(engine) is None
+    card_for(L4_NEW).save(tmp_path / "model.json")  # an engine card written by an older iristrack
+    assert find_card(engine) == tmp_path / "model.json"
+    card_for(L4_NEW).save(card_path(engine))
+    assert find_card(engine) == card_path(engine)
+    (tmp_path / "model.json").write_text("{not json")
+    card_path(engine).unlink()
+    assert find_card(engine) is None
+
+
+def test_cached_engine_with_a_legacy_card_is_reused(cache, tiny_onnx, fake_trt):
+    path = ensure_engine(tiny_onnx, "fp16", 1)
+    card_path(path).rename(path.with_suffix(".json"))  # the cache as an older iristrack left it
+    assert ensure_engine(tiny_onnx, "fp16", 1) == path
+    assert len(fake_trt) == 1
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "model.json", "model"])
+def test_build_engine_refuses_an_out_path_that_is_not_an_engine(tmp_path, tiny_onnx, name):
+    with pytest.raises(ModelError, match=r"must end in \.engine, \.plan, \.trt"):
+        engines.build_engine(tiny_onnx, tmp_path / name)
+    assert not (tmp_path / name).exists()
 
 
 # -- staleness -----------------------------------------------------------------------------------------

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import tracker.backends.select as select_module
 from cli import main
 from tracker.backends.select import tensorrt_unavailable_reason
 from tracker.errors import ModelError
 
 pytest.importorskip("onnx")
-from tests.onnx_models import save, tiny_unet  # noqa: E402
+from tests.onnx_models import CONTRACT_VIOLATIONS, save, tiny_unet  # noqa: E402
 
 EDGE_TOL = {"fp32": 1e-4, "fp16": 1e-2}  # max abs difference from ONNX Runtime (CPU, float32)
 
@@ -68,6 +69,38 @@ def test_info_lists_backends_and_cache(tmp_path, monkeypatch):
     assert "backend tensorrt:      tensorrt not installed" in result.output
     assert "backend onnxruntime:   available" in result.output
     assert f"engine cache:          {tmp_path / 'engines'} (0 engines)" in result.output
+
+
+def test_info_shows_opencv_gui_and_openvino_precision_and_telemetry(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("IRISTRACK_OPENVINO_PRECISION", "fp32")
+    monkeypatch.setenv("ORT_DISABLE_TELEMETRY", "1")
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    result = CliRunner().invoke(main, ["info"])
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(":", 1) for line in result.output.splitlines() if ":" in line)
+    assert lines["opencv gui"].strip().endswith(("(--show can open a window)", "--show cannot open a window)"))
+    if select_module.module_missing_reason("openvino") is None:
+        assert lines["openvino precision"].strip().startswith("fp32 (from $IRISTRACK_OPENVINO_PRECISION")
+        assert lines["openvino telemetry"].strip() == "off (turn on with OpenVINO's: opt_in_out --opt_in)"
+    assert lines["onnxruntime telemetry"].strip().startswith("off (ORT_DISABLE_TELEMETRY=1")
+
+
+HEADLESS_BUILD = (  # opencv-python-headless 5.0
+    "  GUI:                           NONE\n    VTK support:                 NO\n"
+    "    Built-in Unicode font:       YES\n\n  Media I/O:\n"
+)
+QT_BUILD = "  GUI:                           QT5\n    QT:                          YES (ver 5.15.13 )\n\n"
+OLD_GTK_BUILD = "  GUI: \n    GTK+:                        YES (ver 3.22.30)\n    VTK support:                 NO\n\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [(HEADLESS_BUILD, "none"), (QT_BUILD, "QT5"), (OLD_GTK_BUILD, "GTK+"), ("", "none")]
+)
+def test_opencv_gui_is_read_from_the_build_information(text, expected):
+    from cli.gpu import opencv_gui
+
+    assert opencv_gui(text) == expected
 
 
 def test_tensorrt_backend_on_a_missing_file_is_a_model_error(tmp_path):
@@ -301,7 +334,8 @@ def _fake_trt(cuda):
 
     trt = types.ModuleType("tensorrt")
     trt.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")
-    trt.nptype = lambda dtype: np.float32
+    ort_dtypes = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8}
+    trt.nptype = lambda dtype: ort_dtypes[dtype]  # the stand-in's DataType is ONNX Runtime's type string
 
     class ILogger:
         Severity = types.SimpleNamespace(ERROR=1, INTERNAL_ERROR=0, WARNING=2)
@@ -329,23 +363,26 @@ def _fake_trt(cuda):
             return n > 0
 
     class Engine:
-        num_io_tensors = 2
+        """The engine's I/O tensors are the ONNX model's, as TensorRT reports them (-1 for a dynamic dimension)."""
 
         def __init__(self, data):
             self.session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
             self.batch = self.session.get_inputs()[0].shape[0]
+            self.tensors = {arg.name: ("in", arg) for arg in self.session.get_inputs()}
+            self.tensors.update({arg.name: ("out", arg) for arg in self.session.get_outputs()})
+            self.num_io_tensors = len(self.tensors)
 
         def get_tensor_name(self, i):
-            return ["image", "edges"][i]
+            return list(self.tensors)[i]
 
         def get_tensor_mode(self, name):
-            return "in" if name == "image" else "out"
+            return self.tensors[name][0]
 
         def get_tensor_dtype(self, name):
-            return "float32"
+            return self.tensors[name][1].type
 
         def get_tensor_shape(self, name):
-            return (self.batch if isinstance(self.batch, int) else -1, 16, 16, 1 if name == "image" else 2)
+            return tuple(d if isinstance(d, int) else -1 for d in self.tensors[name][1].shape)
 
         def get_tensor_profile_shape(self, name, profile):
             return [(1, 16, 16, 1), (3, 16, 16, 1), (3, 16, 16, 1)]
@@ -431,6 +468,42 @@ def test_bookkeeping_static_batch_pads_the_last_chunk(tmp_path, fake_gpu):
         [reference(model, x[i : i + 2]) for i in (0, 2)] + [reference(model, np.repeat(x[4:], 2, 0))[:1]]
     )
     np.testing.assert_allclose(out, ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["nchw_input", "two_outputs", "uint8_input", "one_output_channel"])
+def test_bare_engine_of_another_layout_is_refused_from_its_io_tensors(tmp_path, fake_gpu, variant):
+    from tracker.backends.tensorrt import TensorRTBackend
+
+    make, phrase = CONTRACT_VIOLATIONS[variant]
+    engine = tmp_path / f"{variant}.engine"  # a bare engine: no ONNX to audit first, only its I/O tensors
+    engine.write_bytes(make().SerializeToString())
+    with pytest.raises(ModelError) as info:
+        TensorRTBackend(engine, precision="fp32")
+    message = str(info.value)
+    assert message.startswith(f"{engine}: ") and phrase in message and "\n" not in message
+    assert fake_gpu.depth == 0 and fake_gpu.live == {} and fake_gpu.detached == 1  # nothing left behind
+
+
+def test_engine_beside_a_model_card_loads_and_leaves_the_card_alone(tmp_path, fake_gpu):
+    from tests.paths import REPO
+    from tracker.backends.tensorrt import TensorRTBackend
+
+    model_card = (REPO / "engines" / "default" / "model.json").read_text()
+    (tmp_path / "model.json").write_text(model_card)  # the layout docs/GPU.md shows: model.onnx, model.json, ...
+    engine = tmp_path / "model.engine"  # ... and an engine built next to them
+    engine.write_bytes(tiny_unet(seed=3).SerializeToString())
+    with TensorRTBackend(engine, precision="fp32") as backend:  # the model card is not read as an engine card
+        assert backend.input_hw == (16, 16)
+    assert (tmp_path / "model.json").read_text() == model_card
+
+
+def test_onnx_of_another_layout_is_refused_before_building(tmp_path, fake_gpu):
+    from tracker.backends.tensorrt import TensorRTBackend
+
+    model = save(CONTRACT_VIOLATIONS["extra_input"][0](), tmp_path / "two_inputs.onnx")
+    with pytest.raises(ModelError, match="the model has 2 inputs, not 1"):
+        TensorRTBackend(model, precision="fp32")
+    assert not (tmp_path / "cache" / "engines").exists()  # no engine was built
 
 
 def test_bookkeeping_other_thread_and_close(tmp_path, fake_gpu):

@@ -24,3 +24,23 @@ class Backend(Protocol):
     def close(self) -> None:
         """Free sessions and buffers; idempotent."""
         ...
+
+
+def run_static_batches(run, batch: np.ndarray, step: int, out: np.ndarray) -> np.ndarray:
+    """Fill `out` (N, H, W, 2) by calling `run` on chunks of exactly `step` items; the last chunk is zero-padded.
+
+    For models exported with a static batch dimension that is called with another N.
+    """
+    n = batch.shape[0]
+    padded = None
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        chunk = batch[start:stop]
+        if stop - start < step:
+            if padded is None:
+                padded = np.zeros((step, *batch.shape[1:]), dtype=np.float32)
+            padded[: stop - start] = chunk
+            padded[stop - start :] = 0.0
+            chunk = padded
+        out[start:stop] = run(np.ascontiguousarray(chunk, dtype=np.float32))[: stop - start]
+    return out

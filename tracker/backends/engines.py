@@ -1,8 +1,9 @@
 """TensorRT engines: build one from the ONNX model, cache it per GPU and TensorRT version, and tell when it is stale.
 
 An engine is only valid for the TensorRT version and the GPU (compute capability) that built it, so every
-engine has a card beside it (`<engine>.json`) saying what it was built with and from which ONNX file. The cache
-key hashes exactly those fields, so a new driver stack or another GPU gets its own engine instead of a crash.
+engine has a card beside it (`model.engine` -> `model.engine.json`; never `model.json`, the model's own card)
+saying what it was built with and from which ONNX file. The cache key hashes exactly those fields, so a new
+driver stack or another GPU gets its own engine instead of a crash.
 
 Everything except `probe_environment` and `build_engine` is pure Python and runs without TensorRT.
 tensorrt and pycuda are imported only inside those two functions.
@@ -20,13 +21,16 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tracker.backends.contract import check_model_io
 from tracker.errors import ModelError
 from tracker.paths import engine_cache_dir
 
 _log = logging.getLogger(__name__)
 PRECISIONS: tuple[str, str] = ("fp32", "fp16")
-CARD_SUFFIX = ".json"
+CARD_SUFFIX = ".json"  # appended to the engine's file name: model.engine -> model.engine.json
 ENGINE_SUFFIX = ".engine"
+ENGINE_SUFFIXES: tuple[str, ...] = (".engine", ".plan", ".trt")  # what load_backend treats as a TensorRT engine
+ENGINE_CARD_FIELDS = ("tensorrt_version", "gpu_name", "compute_capability", "onnx_sha256")
 # Substrings TensorRT logs when a plan file comes from another TensorRT version (see NVIDIA/TensorRT#2041, #2195).
 VERSION_MISMATCH_MARKERS: tuple[str, ...] = (
     "version tag does not match",
@@ -159,8 +163,33 @@ def cached_engine_path(
 
 
 def card_path(engine_path: str | Path) -> Path:
-    """The card file beside an engine: model.engine -> model.json."""
+    """The card file beside an engine: model.engine -> model.engine.json (distinct from a model card, model.json)."""
+    path = Path(engine_path)
+    return path.with_name(path.name + CARD_SUFFIX)
+
+
+def legacy_card_path(engine_path: str | Path) -> Path:
+    """Where cards were written before they got their own suffix: model.engine -> model.json."""
     return Path(engine_path).with_suffix(CARD_SUFFIX)
+
+
+def find_card(engine_path: str | Path) -> Path | None:
+    """The engine's card: card_path(), else a legacy model.json that is an engine card (never a model card), else None.
+
+    Reading the legacy name is harmless: a model card or anything else that is not an engine card is ignored, and
+    cards are only ever written to card_path().
+    """
+    path = card_path(engine_path)
+    if path.is_file():
+        return path
+    legacy = legacy_card_path(engine_path)
+    if legacy == Path(engine_path) or not legacy.is_file():
+        return None
+    try:
+        data = json.loads(legacy.read_text())
+    except (OSError, ValueError):
+        return None
+    return legacy if isinstance(data, dict) and all(key in data for key in ENGINE_CARD_FIELDS) else None
 
 
 def stale_reason(card: EngineCard, expected: EngineCard) -> str | None:
@@ -193,8 +222,11 @@ def is_version_mismatch(messages: list[str]) -> bool:
 
 
 def onnx_input_info(onnx_path: str | Path) -> tuple[int | None, tuple[int, int]]:
-    """(static batch or None when dynamic, (H, W)) of the model input, read with ONNX Runtime on the CPU."""
-    import onnxruntime as ort
+    """(static batch or None when dynamic, (H, W)) of a model that fits the contract, read with ONNX Runtime."""
+    from tracker.backends.onnxruntime import tensor_spec
+    from tracker.backends.telemetry import import_onnxruntime
+
+    ort = import_onnxruntime()
 
     path = Path(onnx_path)
     if not path.is_file():
@@ -205,18 +237,17 @@ def onnx_input_info(onnx_path: str | Path) -> tuple[int | None, tuple[int, int]]
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises several unrelated types for unreadable or invalid files
         raise ModelError(f"cannot load ONNX model {path}: {str(exc).splitlines()[0]}") from None
-    shape = session.get_inputs()[0].shape
-    if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
-        raise ModelError(f"{path}: expected a static (N, H, W, 1) input, found {shape}")
-    batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
-    return batch, (int(shape[1]), int(shape[2]))
+    io = check_model_io(
+        [tensor_spec(i) for i in session.get_inputs()], [tensor_spec(o) for o in session.get_outputs()], str(path)
+    )
+    return io.batch, io.input_hw
 
 
 def find_foreign_cards(onnx_sha256: str, precision: str, cache_dir: Path | None = None) -> list[EngineCard]:
     """Cards in the cache for this ONNX file and precision built on other machines or TensorRT versions."""
     folder = cache_dir or engine_cache_dir()
     cards = []
-    for path in sorted(folder.glob(f"*{CARD_SUFFIX}")) if folder.is_dir() else []:
+    for path in sorted(folder.glob(f"*{ENGINE_SUFFIX}{CARD_SUFFIX}")) if folder.is_dir() else []:
         try:
             card = EngineCard.load(path)
         except ModelError:
@@ -264,9 +295,10 @@ def ensure_engine(
 
 def _cached_engine_problem(path: Path, expected: EngineCard) -> str | None:
     """None when `path` holds an engine matching `expected`, else why it cannot be used."""
-    if path.is_file() and card_path(path).is_file():
+    card = find_card(path) if path.is_file() else None
+    if card is not None:
         try:
-            return stale_reason(EngineCard.load(card_path(path)), expected)
+            return stale_reason(EngineCard.load(card), expected)
         except ModelError as exc:
             return str(exc)
     if path.is_file():
@@ -317,6 +349,10 @@ def build_engine(
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     if not onnx_path.is_file():
         raise ModelError(f"model file not found: {onnx_path}")
+    if out_path.suffix.lower() not in ENGINE_SUFFIXES:
+        raise ModelError(
+            f"engine file {out_path} must end in {', '.join(ENGINE_SUFFIXES)} (e.g. {onnx_path.stem}.engine)"
+        )
     env = probe_environment(device)
     import pycuda.driver as cuda
     import tensorrt as trt
@@ -337,14 +373,13 @@ def build_engine(
         if not parser.parse(onnx_bytes):
             errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
             raise ModelError(f"TensorRT cannot parse {onnx_path}: {(errors or logger.errors or ['unknown error'])[0]}")
-        if network.num_inputs != 1 or network.num_outputs != 1:
-            raise ModelError(
-                f"{onnx_path}: expected one input and one output, found {network.num_inputs} and {network.num_outputs}"
-            )
+        check_model_io(
+            [_trt_spec(trt, network.get_input(i)) for i in range(network.num_inputs)],
+            [_trt_spec(trt, network.get_output(i)) for i in range(network.num_outputs)],
+            str(onnx_path),
+        )
         inp = network.get_input(0)
         shape = tuple(inp.shape)
-        if len(shape) != 4 or any(d < 0 for d in shape[1:]):
-            raise ModelError(f"{onnx_path}: expected a static (N, H, W, 1) input, found {shape}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
         if precision == "fp16" and weak_fp16:
@@ -468,6 +503,21 @@ def convert_onnx_to_fp16(model: bytes | object, keep_fp32_io: bool = True) -> by
     graph.node.extend(nodes)
     del graph.value_info[:]  # intermediate types changed; let consumers re-infer them
     return proto.SerializeToString()
+
+
+def trt_dtype_name(trt, dtype) -> str:
+    """A trt.DataType -> numpy dtype name ('float32'), or TensorRT's own name for types numpy lacks (bf16, fp8)."""
+    import numpy as np
+
+    try:
+        return np.dtype(trt.nptype(dtype)).name
+    except Exception:  # trt.nptype raises TypeError for such types (other types in other versions)
+        return str(dtype).removeprefix("DataType.").lower()
+
+
+def _trt_spec(trt, tensor) -> tuple[str, tuple[int, ...], str]:
+    """A TensorRT network ITensor -> (name, shape with -1 for dynamic, numpy dtype name) for check_model_io."""
+    return tensor.name, tuple(tensor.shape), trt_dtype_name(trt, tensor.dtype)
 
 
 def _built_for(env: EngineEnv) -> str:

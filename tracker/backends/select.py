@@ -6,23 +6,35 @@ import importlib
 from pathlib import Path
 
 from tracker.backends.base import Backend
+from tracker.backends.engines import ENGINE_SUFFIXES
 from tracker.errors import ModelError
 from tracker.paths import default_model_path
 
 KINDS: tuple[str, ...] = ("auto", "tensorrt", "openvino", "onnxruntime", "cpu")
-ENGINE_SUFFIXES: tuple[str, ...] = (".engine", ".plan", ".trt")
 
 
 def module_missing_reason(module: str, label: str | None = None) -> str | None:
     """None when `module` imports, else 'LABEL not installed' (or why the import failed)."""
     label = label or module.split(".")[0]
     try:
-        importlib.import_module(module)
+        _import(module)
     except ImportError:
         return f"{label} not installed"
     except Exception as exc:  # e.g. OSError when tensorrt's shared libraries are missing
         return f"{label} cannot be imported ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
     return None
+
+
+def _import(module: str) -> None:
+    """Import `module`; openvino and onnxruntime through tracker.backends.telemetry, so probing sends nothing."""
+    from tracker.backends.telemetry import import_onnxruntime, import_openvino
+
+    if module == "openvino":
+        import_openvino()
+    elif module == "onnxruntime":
+        import_onnxruntime()
+    else:
+        importlib.import_module(module)
 
 
 def cuda_gpu_reason() -> str | None:
@@ -61,11 +73,14 @@ def load_backend(
     precision: str = "fp16",
     max_batch: int = 1,
     rebuild: bool = True,
+    openvino_precision: str | None = None,
 ) -> tuple[Backend, str]:
     """(backend, one-line notice of what was chosen and why) for `model_path` (default: the shipped model).
 
     kind: auto (TensorRT when it can run here, else the CPU), tensorrt, openvino, onnxruntime, or cpu
     (OpenVINO when installed, else ONNX Runtime). An explicit kind that cannot run raises ModelError.
+    precision is TensorRT's (fp16, fp32); openvino_precision is OpenVINO's (fp32, bf16; None:
+    $IRISTRACK_OPENVINO_PRECISION, else tracker.backends.openvino.DEFAULT_PRECISION).
     """
     kind = (kind or "auto").lower()
     if kind not in KINDS:
@@ -94,32 +109,32 @@ def load_backend(
                 f"{what} cannot run here: {reason}; use --backend cpu with the .onnx model, "
                 'or install the GPU extra: pip install -e ".[gpu]" (see docs/GPU.md)'
             )
-        backend, name = _cpu(path, threads)
+        backend, name = _cpu(path, threads, openvino_precision)
         return backend, f"using {name} on the CPU ({reason})"
 
     if kind == "cpu":
-        backend, name = _cpu(path, threads)
+        backend, name = _cpu(path, threads, openvino_precision)
         why = "fastest CPU backend installed" if name == "openvino" else "openvino not installed"
         return backend, f"using {name} on the CPU ({why})"
     if kind == "openvino":
         reason = module_missing_reason("openvino")
         if reason:
             raise ModelError(f'--backend openvino cannot run here: {reason}; pip install -e ".[fast]" or use cpu')
-        return _openvino(path, threads), "using openvino on the CPU (requested)"
+        return _openvino(path, threads, openvino_precision), "using openvino on the CPU (requested)"
     return _onnxruntime(path, threads), "using onnxruntime on the CPU (requested)"
 
 
-def _cpu(path: Path, threads: int) -> tuple[Backend, str]:
+def _cpu(path: Path, threads: int, openvino_precision: str | None) -> tuple[Backend, str]:
     """OpenVINO when importable, else ONNX Runtime; returns (backend, name)."""
     if module_missing_reason("openvino") is None:
-        return _openvino(path, threads), "openvino"
+        return _openvino(path, threads, openvino_precision), "openvino"
     return _onnxruntime(path, threads), "onnxruntime"
 
 
-def _openvino(path: Path, threads: int) -> Backend:
+def _openvino(path: Path, threads: int, precision: str | None) -> Backend:
     from tracker.backends.openvino import OpenVinoBackend
 
-    return OpenVinoBackend(path, threads=threads)
+    return OpenVinoBackend(path, threads=threads, precision=precision)
 
 
 def _onnxruntime(path: Path, threads: int) -> Backend:

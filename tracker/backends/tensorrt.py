@@ -19,14 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
+from tracker.backends.contract import check_model_io
 from tracker.backends.engines import (
     EngineCard,
-    card_path,
     ensure_engine,
+    find_card,
     is_version_mismatch,
     probe_environment,
     rebuild_hint,
     stale_reason,
+    trt_dtype_name,
 )
 from tracker.errors import ModelError
 
@@ -100,8 +102,8 @@ class TensorRTBackend:
 
     def _check_card(self, engine_path: Path, device: int) -> None:
         """A bare engine file must have a card that matches this machine; it cannot be rebuilt without its ONNX."""
-        cpath = card_path(engine_path)
-        if not cpath.is_file():
+        cpath = find_card(engine_path)
+        if cpath is None:
             return  # an engine without a card may still deserialise; a version mismatch is caught there
         card = EngineCard.load(cpath)
         env = probe_environment(device)
@@ -155,26 +157,21 @@ class TensorRTBackend:
         self._allocate()
 
     def _bind_tensors(self) -> None:
-        """Find the one input and one output by name and check they are (N, H, W, 1) -> (N, H, W, 2) float32."""
+        """Check the engine's I/O tensors against the model contract (one (N, H, W, 1) -> one (N, H, W, 2), float32)."""
         trt, engine = self._trt, self._engine
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelError(f"{self.engine_path}: expected one input and one output, found {inputs} and {outputs}")
-        self.input_name, self.output_name = inputs[0], outputs[0]
+        specs = {mode: [] for mode in (trt.TensorIOMode.INPUT, trt.TensorIOMode.OUTPUT)}
         for name in names:
-            if trt.nptype(engine.get_tensor_dtype(name)) != np.float32:
-                raise ModelError(f"{self.engine_path}: tensor {name!r} is not float32; rebuild from a float32-I/O ONNX")
-        shape = tuple(engine.get_tensor_shape(self.input_name))
-        if len(shape) != 4 or shape[3] != 1 or min(shape[1:]) < 1:
-            raise ModelError(f"{self.engine_path}: expected a static (N, H, W, 1) input, found {shape}")
-        self.input_hw = (int(shape[1]), int(shape[2]))
-        if shape[0] < 0:  # dynamic batch: the profile's max is the most one call can take
+            specs.setdefault(engine.get_tensor_mode(name), []).append(
+                (name, tuple(engine.get_tensor_shape(name)), trt_dtype_name(trt, engine.get_tensor_dtype(name)))
+            )
+        io = check_model_io(specs[trt.TensorIOMode.INPUT], specs[trt.TensorIOMode.OUTPUT], str(self.engine_path))
+        self.input_name, self.output_name, self.input_hw = io.input_name, io.output_name, io.input_hw
+        if io.batch is None:  # dynamic batch: the profile's max is the most one call can take
             self._static_batch = None
             self.max_batch = int(engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
         else:
-            self._static_batch = int(shape[0])
+            self._static_batch = io.batch
             self.max_batch = self._static_batch
 
     def _allocate(self) -> None:
