@@ -1,7 +1,10 @@
-"""Frame sources: files, folders, globs, truncation, the latest-frame buffer, live capture and reconnection."""
+"""Frame sources: files, folders, globs, truncated and damaged videos, the latest-frame buffer, live capture."""
 
 from __future__ import annotations
 
+import hashlib
+import re
+import struct
 import threading
 import time
 from pathlib import Path
@@ -10,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+import tracker.io.sources as sources
 from tests.paths import SHARED_DATA
 from tracker.errors import SourceError
 from tracker.io.sources import CameraOptions, LatestFrameBuffer, open_source
@@ -38,6 +42,49 @@ def write_video(path: Path, n: int = N_FRAMES, fourcc: str = "mp4v", noise: bool
 def frame_number(frame: Frame) -> int:
     # Top rows only: the last frame of a cut file may decode just its top part.
     return round(float(frame.image[:4, -8:].mean()) / GRAY_STEP)
+
+
+CODE_BLOCK = 8  # frame i shows i in binary as white 8x8 blocks in its right half: exact through lossy codecs
+CODE_BITS = [(row * CODE_BLOCK, SIZE_WH[0] // 2 + col * CODE_BLOCK) for row in range(2) for col in range(4)]
+
+
+def write_coded_video(path: Path, n: int) -> Path:
+    """mp4v video of n frames: noise on the left (big frames, so damage spans several), the number on the right."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, SIZE_WH)
+    assert writer.isOpened()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        img = np.zeros((SIZE_WH[1], SIZE_WH[0], 3), np.uint8)
+        img[:, : SIZE_WH[0] // 2] = rng.integers(0, 256, (SIZE_WH[1], SIZE_WH[0] // 2, 3), dtype=np.uint8)
+        for bit, (y, x) in enumerate(CODE_BITS):
+            if i >> bit & 1:
+                img[y : y + CODE_BLOCK, x : x + CODE_BLOCK] = 255
+        writer.write(img)
+    writer.release()
+    return path
+
+
+def coded_number(frame: Frame) -> int:
+    half = CODE_BLOCK // 2
+    return sum(1 << bit for bit, (y, x) in enumerate(CODE_BITS) if frame.image[y + half, x + half].mean() > 128)
+
+
+def zero_middle_of_mdat(path: Path, nbytes: int) -> None:
+    """Overwrite `nbytes` in the middle of an MP4's media data with zeros; the index (moov) stays intact."""
+    data = bytearray(path.read_bytes())
+    offset = 0
+    while True:  # top-level boxes: 4-byte big-endian size (header included), 4-byte type
+        size, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        if kind == b"mdat":
+            break
+        offset += size
+    start = offset + size // 2 - nbytes // 2
+    data[start : start + nbytes] = bytes(nbytes)
+    path.write_bytes(data)
+
+
+def skipped_count(message: str) -> int:
+    return int(re.fullmatch(r".*; skipped (\d+)", message).group(1))
 
 
 def source_threads() -> list[threading.Thread]:
@@ -113,7 +160,7 @@ def test_image_file_kept_as_is(tmp_path, name, image):
     assert src.frame_count == 1 and len(frames) == 1
     assert frames[0].image.dtype == image.dtype
     np.testing.assert_array_equal(frames[0].image, image)
-    assert (frames[0].index, frames[0].timestamp_s) == (0, 0.0)
+    assert (frames[0].index, frames[0].timestamp_s) == (0, None)  # an image has no clock: no invented time
 
 
 def test_bgra_image_loses_alpha(tmp_path):
@@ -131,18 +178,34 @@ def write_images(folder: Path, names: list[str]) -> None:
 
 
 @PREFETCH
-def test_folder_skips_corrupt_image_and_sorts_naturally(tmp_path, prefetch):
+@pytest.mark.parametrize("spec", ["", "frame*.png"], ids=["folder", "glob"])
+def test_every_image_file_is_a_frame_in_natural_order(tmp_path, prefetch, spec):
     write_images(tmp_path, ["frame2.png", "frame10.png", "frame1.png"])
     (tmp_path / "frame3.png").write_bytes(b"not a png")
     (tmp_path / "notes.txt").write_text("ignored")
     skipped: list[str] = []
-    with open_source(str(tmp_path), on_skip=skipped.append, prefetch=prefetch) as src:
+    with open_source(str(tmp_path / spec), on_skip=skipped.append, prefetch=prefetch) as src:
         assert src.frame_count == 4 and src.fps is None and not src.is_live
         frames = list(src)
-    assert [Path(f.source).name for f in frames] == ["frame1.png", "frame2.png", "frame10.png"]
-    assert [f.index for f in frames] == [0, 1, 3]  # index = position among the folder's images
-    np.testing.assert_allclose([f.timestamp_s for f in frames], [0, 1 / 30, 3 / 30])
-    assert len(skipped) == 1 and "frame3.png" in skipped[0]
+    # One frame per file (the run writes a bad_frame row for the undecodable one), index = its position.
+    assert [Path(f.source).name for f in frames] == ["frame1.png", "frame2.png", "frame3.png", "frame10.png"]
+    assert [f.index for f in frames] == [0, 1, 2, 3]
+    assert [f.image is None for f in frames] == [False, False, True, False]
+    assert all(f.timestamp_s is None for f in frames)  # images have no clock
+    assert skipped == [f"skipped {tmp_path / 'frame3.png'} is not a decodable image (9 bytes)"]
+
+
+@PREFETCH
+def test_folder_where_no_image_decodes_raises_before_any_frame(tmp_path, prefetch):
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"not a png")
+    frames: list[Frame] = []
+    with (
+        pytest.raises(SourceError, match="none of the 2 images could be decoded"),
+        open_source(str(tmp_path), prefetch=prefetch) as src,
+    ):
+        frames.extend(src)
+    assert frames == []
 
 
 def test_glob_selects_matching_images(tmp_path):
@@ -152,12 +215,15 @@ def test_glob_selects_matching_images(tmp_path):
     assert names == ["a1.png", "a2.png"]
 
 
-def test_realtime_image_folder_is_live(tmp_path):
-    write_images(tmp_path, [f"{i}.png" for i in range(3)])
+def test_realtime_image_folder_is_live_and_paced(tmp_path):
+    write_images(tmp_path, [f"{i}.png" for i in range(7)])
+    t0 = time.perf_counter()
     with open_source(str(tmp_path), realtime=True) as src:
         frames = list(src)
+    elapsed_s = time.perf_counter() - t0
     assert src.is_live and src.frame_count is None
-    assert frames[-1].index == 2
+    assert frames[-1].index == 6
+    assert elapsed_s >= 6 / sources.IMAGE_SEQUENCE_FPS - 0.01  # shown at the sequence rate, without timestamps
 
 
 def test_bad_sources_raise_one_line_errors(tmp_path):
@@ -195,6 +261,130 @@ def test_truncated_video_delivers_frames_up_to_the_cut(tmp_path, prefetch):
     assert [f.index for f in frames] == list(range(len(frames)))
     assert [frame_number(f) for f in frames] == list(range(len(frames)))
     assert skipped == [f"video {cut} ended at frame {len(frames)} of {N_FRAMES} (truncated or corrupt)"]
+    assert src.failure is None  # recorded media that ends early is reported, not a failure
+
+
+CODED_FRAMES = 60
+
+
+@PREFETCH
+def test_damaged_video_is_read_past_the_damage_to_its_end(tmp_path, prefetch):
+    path = write_coded_video(tmp_path / "damaged.mp4", CODED_FRAMES)
+    zero_middle_of_mdat(path, path.stat().st_size // 5)
+    skipped: list[str] = []
+    with open_source(str(path), on_skip=skipped.append, prefetch=prefetch) as src:
+        frames = list(src)
+    indices = [f.index for f in frames]
+    missing = sorted(set(range(CODED_FRAMES)) - set(indices))
+    assert indices == sorted(set(indices)) and indices[-1] == CODED_FRAMES - 1  # in order, to the end
+    assert len(missing) >= 5  # more reads failed in a row than a few retries would cover
+    assert skipped == [f"video {path}: frames {missing[0]}-{missing[-1]} could not be decoded; skipped {len(missing)}"]
+    # Indices are true positions: frames before the damage, and after the decoder recovered at a keyframe,
+    # show their own number (those in between are predicted from damaged frames and show garbage).
+    assert [coded_number(f) for f in frames if f.index < missing[0] - 1] == list(range(missing[0] - 1))
+    tail = frames[-15:]
+    assert tail[0].index > missing[-1] + 1 and [coded_number(f) for f in tail] == [f.index for f in tail]
+    np.testing.assert_allclose([f.timestamp_s for f in tail], [f.index / 30.0 for f in tail], atol=1e-3)
+    assert src.failure is None
+
+
+class ScriptedVideo:
+    """A video capture replaying a script: a presentation time in ms per good read, None per failed read.
+
+    After the script every read fails, as at the end of a file. Counts its reads.
+    """
+
+    def __init__(self, script: list[float | None]) -> None:
+        self.script, self.reads, self.pos_ms, self.released = list(script), 0, 0.0, False
+
+    def read(self):
+        self.reads += 1
+        step = self.script.pop(0) if self.script else None
+        if step is None:
+            return False, None
+        self.pos_ms = step
+        return True, np.zeros((2, 2), np.uint8)
+
+    def get(self, prop):
+        return self.pos_ms if prop == cv2.CAP_PROP_POS_MSEC else 0.0
+
+    def release(self):
+        self.released = True
+
+
+def read_script(script: list[float | None], fps: float | None, frame_count: int | None):
+    """(indices, timestamps, messages, capture) of `_video_frames` over a scripted capture."""
+    cap = ScriptedVideo(script)
+    first = cap.read()[1]
+    items = list(sources._video_frames(cap, first, "v.mp4", fps, frame_count))
+    frames = [item for item in items if isinstance(item, Frame)]
+    messages = [item.message for item in items if not isinstance(item, Frame)]
+    return [f.index for f in frames], [f.timestamp_s for f in frames], messages, cap
+
+
+MS_25FPS = 40.0
+
+
+def test_frames_after_damage_are_placed_by_their_timestamps():
+    # Measured on deepvog_demo.mp4 (H.264, 25 fps) with 200 kB overwritten: 210 failed reads, then the
+    # decoder releases frame 172, jumps to 390, and later hands back 176, which it held from before the damage.
+    shown = [*range(172), *[None] * 210, 172, 390, 392, 393, 176, *range(394, 1112)]
+    indices, timestamps, messages, cap = read_script([None if i is None else i * MS_25FPS for i in shown], 25.0, 1112)
+    assert indices == [*range(173), 390, *range(392, 1112)]  # in order; the late frame 176 is dropped
+    np.testing.assert_allclose(timestamps, np.array(indices) * MS_25FPS / 1000)
+    assert messages == ["video v.mp4: frames 173-391 could not be decoded; skipped 218"]
+    assert len(indices) + 218 == 1112 and cap.released
+
+
+def test_damage_without_a_clock_counts_one_frame_per_failed_read():
+    # A backend that reports no presentation time (always 0): the failed reads say how many frames were lost.
+    indices, timestamps, messages, _ = read_script([0.0] * 5 + [None] * 3 + [0.0] * 20, 25.0, 28)
+    assert indices == [*range(5), *range(8, 28)]
+    np.testing.assert_allclose(timestamps, np.array(indices) / 25.0)
+    assert messages == ["video v.mp4: frames 5-7 could not be decoded; skipped 3"]
+
+
+@pytest.mark.parametrize(
+    ("frame_count", "reads"),
+    [
+        (None, 1 + sources._FAILED_READS_UNKNOWN_LENGTH),
+        (10**9, 1 + sources._FAILED_READS_MAX),  # a broken header's frame count
+        (50, 50 + sources._FAILED_READS_MARGIN),
+    ],
+    ids=["unknown length", "absurd length", "known length"],
+)
+def test_reading_past_damage_is_bounded(frame_count, reads):
+    _, _, messages, cap = read_script([0.0], 25.0, frame_count)  # one frame, then reads fail for ever
+    assert cap.reads == reads and cap.released
+    assert messages == (
+        [] if frame_count is None else [f"video v.mp4 ended at frame 1 of {frame_count} (truncated or corrupt)"]
+    )
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not DEMO_VIDEO.exists(), reason="development data not present")
+def test_damaged_demo_video_frames_keep_their_true_positions(tmp_path):
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(DEMO_VIDEO.read_bytes())
+    zero_middle_of_mdat(damaged, 30_000)  # about 35 frames of H.264 after frame 657 of 1112
+
+    def digest(frame: Frame) -> str:
+        return hashlib.sha1(frame.image.tobytes()).hexdigest()
+
+    with open_source(str(DEMO_VIDEO)) as src:
+        clean = {f.index: digest(f) for f in src}
+    skipped: list[str] = []
+    with open_source(str(damaged), on_skip=skipped.append) as src:
+        frames = [(f.index, digest(f)) for f in src]
+    (message,) = skipped
+    first, last = map(int, re.fullmatch(r".*: frames (\d+)-(\d+) could not be decoded; skipped \d+", message).groups())
+    assert len(frames) + skipped_count(message) == 1112 and frames[-1][0] == 1111
+    assert len(frames) > 1050  # OpenCV decodes 1081 (one out of order); reading used to stop at 657
+    # Keyframes every 250 frames: frames predicted from damaged ones differ until frame 750; every other
+    # frame is bit-identical to the clean video's frame at the same index.
+    next_keyframe = 750
+    assert first < last < next_keyframe
+    assert all(clean[i] == d for i, d in frames if not first <= i < next_keyframe)
 
 
 @pytest.mark.data
@@ -326,6 +516,7 @@ def test_camera_reconnects_and_continues():
     assert any("read failed at frame 5; reconnecting" in m for m in messages)
     assert any("reconnected after" in m for m in messages)
     assert messages[-1] == "camera 0 lost; gave up after 0.5 s"
+    assert src.failure == "camera 0 lost; gave up after 0.5 s"
     first = camera.opened[0]
     assert first.props[cv2.CAP_PROP_FRAME_WIDTH] == 640 and first.props[cv2.CAP_PROP_FPS] == 60
     assert all(cap.released for cap in camera.opened)
@@ -352,6 +543,48 @@ def test_camera_consumer_exit_releases_capture():
             if i == 2:
                 break
     assert session.released
+    assert src.failure is None  # the consumer ended it: not a failure
+
+
+class HungCapture(FakeCapture):
+    """`frames` good reads, then a read() that blocks (a hung driver) until `unblock` is set."""
+
+    def __init__(self, frames: int) -> None:
+        super().__init__(frames)
+        self.unblock = threading.Event()
+
+    def read(self):
+        if self.left == 0:
+            self.unblock.wait(timeout=5.0)
+            return False, None
+        return super().read()
+
+
+def test_stalled_camera_is_a_failure(monkeypatch):
+    monkeypatch.setattr(sources, "STALL_GRACE_S", 0.2)
+    session = HungCapture(2)
+    messages: list[str] = []
+
+    def on_skip(message: str) -> None:
+        messages.append(message)
+        session.unblock.set()  # the source gave up: let the hung read return so its thread can end
+
+    options = CameraOptions(reconnect_timeout_s=0.1)
+    with open_source("0", camera=options, on_skip=on_skip, open_capture=FakeCamera(session)) as src:
+        frames = list(src)
+    assert frames and frames[-1].index == 1
+    assert src.failure is not None and src.failure.startswith("camera 0 stopped responding (no frame for ")
+    assert src.failure.endswith(" s); gave up") and messages == [src.failure]
+
+
+@pytest.mark.parametrize("kind", ["video", "folder", "realtime video"])
+def test_recorded_media_that_ends_is_no_failure(tmp_path, kind):
+    spec = write_video(tmp_path / "clip.mp4", n=5) if kind != "folder" else tmp_path
+    if kind == "folder":
+        write_images(tmp_path, ["a.png", "b.png"])
+    with open_source(str(spec), realtime=kind == "realtime video") as src:
+        assert list(src)
+    assert src.failure is None
 
 
 def test_camera_that_cannot_open_raises():

@@ -5,7 +5,8 @@ an iterator of `Frame`. Recorded media never drops a frame: a bounded prefetch t
 with `prefetch=False`, the consumer's own thread decodes (for a consumer that keeps every core busy itself).
 Live media (a camera, a URL, or a file replayed with `realtime=True`) keeps only the newest frame in a
 `LatestFrameBuffer`, so a slow consumer skips frames instead of building lag, and a lost camera is
-reopened with exponential backoff.
+reopened with exponential backoff; a live source that gives up says why in `Source.failure`.
+A damaged video is read past the damage to its end, and each damaged stretch is reported in one line.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from tracker.structures import Frame
 VIDEO_EXTS = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".mts", ".3gp", ".ogv"}
 )
-# Image sequences have no clock of their own (fps is None: the images may be unrelated, so no temporal
-# smoothing); timestamps still advance as if they were a 30 fps recording, which is also the realtime pace.
+# Image sequences have no clock of their own: fps is None (the images may be unrelated, so no temporal
+# smoothing) and timestamp_s is None. A realtime replay shows them at this rate; videos without a frame rate
+# are timed at it.
 IMAGE_SEQUENCE_FPS = 30.0
 PREFETCH_FRAMES = 4
 RECONNECT_FIRST_DELAY_S = 0.1
@@ -46,6 +48,18 @@ STALL_GRACE_S = 10.0
 _URL_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _GLOB_CHARS = frozenset("*?[")
 _JOIN_TIMEOUT_S = 2.0
+# Reading past damage in a video (measured with OpenCV's FFmpeg backend on H.264 and MPEG-4 files whose
+# index is intact): a read fails on a corrupt packet but consumes it, and reads succeed again at the next
+# decodable frame, so a damaged stretch costs about one failed read per damaged frame. At the true end reads
+# fail at once, in 0.03-0.06 ms each. So failed reads go on while the container says frames remain, plus a
+# margin for counts that are estimates. Seeking (CAP_PROP_POS_FRAMES) is no help: a seek into the group of
+# pictures that holds the damage fails, and one past it loses the decodable frames before it.
+_FAILED_READS_MARGIN = 16
+_FAILED_READS_UNKNOWN_LENGTH = 1_000  # no frame count: at most ~40 s of damage at 25 fps, ~50 ms at the end
+_FAILED_READS_MAX = 100_000  # a frame count that is wrong (a broken header) costs at most a few seconds
+# After damage, a decoder that reorders frames (H.264, HEVC) may still release up to 16 it held back: a
+# damaged stretch is over, and reported, once this many frames in a row followed each other without a gap.
+_DAMAGE_SETTLE_FRAMES = 16
 
 
 class Capture(Protocol):
@@ -76,9 +90,13 @@ class CameraOptions:
 
 @dataclass(frozen=True, slots=True)
 class _Skip:
-    """A message for `on_skip`, passed from a worker thread to the consumer in frame order."""
+    """A message for `on_skip`, passed from a worker thread to the consumer in frame order.
+
+    `gave_up`: the message is why a live source ended (it becomes `Source.failure`).
+    """
 
     message: str
+    gave_up: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +159,7 @@ class Source:
 
     Attributes: `name` (the spec, credentials removed), `fps` (None if unknown), `frame_count` (None for
     live or unknown), `is_live`, `dropped_frames` (frames a live source skipped because the consumer was
-    slower than the source; always 0 for recorded media).
+    slower than the source; always 0 for recorded media), `failure` (why a live source gave up, else None).
     """
 
     def __init__(
@@ -165,6 +183,7 @@ class Source:
         self._on_skip = on_skip
         self._stop = stop or threading.Event()  # shared with `items` when it must stop mid-wait
         self._done = False
+        self._failure: str | None = None
         if is_live:
             self._buffer: LatestFrameBuffer | None = LatestFrameBuffer()
             self._messages: collections.deque = collections.deque()
@@ -188,6 +207,15 @@ class Source:
     def dropped_frames(self) -> int:
         """Frames a live source overwrote before the consumer read them."""
         return self._buffer.dropped if self._buffer is not None else 0
+
+    @property
+    def failure(self) -> str | None:
+        """One line on why a live source ended by giving up (camera lost, stream stalled); None otherwise.
+
+        None after a normal end, an early stop by the consumer, and for recorded media (a truncated or
+        damaged file is reported through `on_skip`, not as a failure).
+        """
+        return self._failure
 
     def __iter__(self) -> Source:
         return self
@@ -221,7 +249,7 @@ class Source:
             if isinstance(item, _Failed):
                 raise item.error
             if isinstance(item, _Skip):
-                self._report(item.message)
+                self._take(item)
                 continue
             return item
 
@@ -230,7 +258,7 @@ class Source:
             if self._done:
                 return None
             if isinstance(item, _Skip):
-                self._report(item.message)
+                self._take(item)
             elif item is not None:
                 return item
         return None
@@ -251,7 +279,8 @@ class Source:
                 return None
             stalled_s = time.perf_counter() - self._alive_at[0]
             if self._stall_timeout_s is not None and stalled_s > self._stall_timeout_s:
-                self._report(f"{self.name} stopped responding (no frame for {stalled_s:.1f} s); gave up")
+                reason = f"{self.name} stopped responding (no frame for {stalled_s:.1f} s); gave up"
+                self._take(_Skip(reason, gave_up=True))
                 return None
 
     def _report_pending(self) -> None:
@@ -259,11 +288,13 @@ class Source:
             item = self._messages.popleft()
             if isinstance(item, _Failed):
                 raise item.error
-            self._report(item.message)
+            self._take(item)
 
-    def _report(self, message: str) -> None:
+    def _take(self, skip: _Skip) -> None:
+        if skip.gave_up and self._failure is None:
+            self._failure = skip.message
         if self._on_skip is not None:
-            self._on_skip(message)
+            self._on_skip(skip.message)
 
     def close(self) -> None:
         """Stop the worker thread and release the capture; safe to call twice."""
@@ -304,8 +335,9 @@ def open_source(
         spec: what to read; see the module docstring.
         realtime: replay a video file at its own frame rate as if it were a camera (live, drops frames).
         camera: capture settings and reconnect budget for cameras and URLs.
-        on_skip: called on the consumer's thread with a one-line message for each skipped image,
-            a truncated video, or a camera that was lost and reconnected or given up.
+        on_skip: called on the consumer's thread with a one-line message for each image that cannot be
+            decoded (it still yields a Frame with image None), each damaged stretch of a video, a truncated
+            video, or a camera that was lost and reconnected or given up (then also `Source.failure`).
         open_capture: factory for camera/URL captures, `cv2.VideoCapture` by default (injectable for tests).
         prefetch: recorded media: decode ahead on a thread of the source's own (False: on the consumer's thread,
             for a consumer that already keeps every core busy, like the pipelined run loop).
@@ -394,17 +426,25 @@ def _open_images(
 
 
 def _image_frames(paths: list[Path]) -> _Items:
-    """Frame per decodable image (index = position in `paths`, so indices match files); _Skip for the rest."""
-    delivered = 0
+    """A Frame per path, index = its position, no timestamp; image None (and a _Skip) where it cannot be decoded.
+
+    One frame per file, so the run writes a row (bad_frame) for every file. Undecodable files before the
+    first good one are held back, so a set where none decodes raises SourceError before yielding a frame.
+    """
+    decoded_any = False
+    held: list[Frame | _Skip] = []
     for i, path in enumerate(paths):
         try:
             image = read_image(path)
         except SourceError as exc:
-            yield _Skip(f"skipped {exc}")
-            continue
-        delivered += 1
-        yield Frame(image, i, i / IMAGE_SEQUENCE_FPS, str(path))
-    if delivered == 0:
+            held += [_Skip(f"skipped {exc}"), Frame(None, i, None, str(path))]
+        else:
+            decoded_any = True
+            held.append(Frame(image, i, None, str(path)))
+        if decoded_any:
+            yield from held
+            held.clear()
+    if not decoded_any:
         raise SourceError(f"none of the {len(paths)} images could be decoded (first: {paths[0]})")
 
 
@@ -447,34 +487,125 @@ def _sane_fps(fps: float) -> float | None:
 
 
 def _video_frames(cap: Capture, first: np.ndarray, name: str, fps: float | None, frame_count: int | None) -> _Items:
-    """Every decodable frame of an opened video, first frame already read; releases `cap` when done."""
-    period_s = 1.0 / (fps or IMAGE_SEQUENCE_FPS)
-    last_ts = -math.inf
-    index = 0
+    """Every decodable frame of an opened video, first frame already read; releases `cap` when done.
+
+    Reads on past damage to the end. A frame's index is its position in the video (across damage, as the
+    container's timestamps place it); each damaged stretch and an early end are reported as _Skip messages.
+    """
+    timeline = _Timeline(fps)
+    reads = 1  # the first frame's
     image: np.ndarray | None = first
+    failed = 0
     try:
         while image is not None:
             # POS_MSEC is the decoded frame's presentation time; some backends return 0 or garbage.
-            ts = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-            if not (math.isfinite(ts) and ts >= 0 and ts > last_ts):
-                ts = index * period_s
-            last_ts = ts
-            yield Frame(image, index, ts, name)
-            index += 1
-            image = _read_or_none(cap, retries=2 if frame_count and index < frame_count else 0)
-        if frame_count and index < frame_count:
-            yield _Skip(f"video {name} ended at frame {index} of {frame_count} (truncated or corrupt)")
+            placed = timeline.place(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0, failed)
+            if placed is not None:
+                yield Frame(image, *placed, name)
+            if (damage := timeline.settled_damage()) is not None:
+                yield _Skip(f"video {name}: {damage}")
+            image, failed = _read_next(cap, _failed_reads_allowed(frame_count, reads))
+            reads += failed + 1
+        if (damage := timeline.end()) is not None:
+            yield _Skip(f"video {name}: {damage}")
+        if frame_count and timeline.next_index < frame_count:
+            yield _Skip(f"video {name} ended at frame {timeline.next_index} of {frame_count} (truncated or corrupt)")
     finally:
         cap.release()
 
 
-def _read_or_none(cap: Capture, retries: int) -> np.ndarray | None:
-    # A read can fail on a burst of corrupt packets and succeed again; at the true end it keeps failing.
-    for _ in range(retries + 1):
+def _failed_reads_allowed(frame_count: int | None, reads: int) -> int:
+    """How many reads in a row may fail before the video counts as ended; see _FAILED_READS_MARGIN."""
+    if frame_count is None:
+        return _FAILED_READS_UNKNOWN_LENGTH
+    return min(max(frame_count - reads, 0) + _FAILED_READS_MARGIN, _FAILED_READS_MAX)
+
+
+def _read_next(cap: Capture, failures_allowed: int) -> tuple[np.ndarray | None, int]:
+    """The next decodable frame and the number of failed reads before it; None after `failures_allowed` failures."""
+    failed = 0
+    while failed < failures_allowed:
         ok, image = cap.read()
         if ok and image is not None:
-            return image
-    return None
+            return image, failed
+        failed += 1
+    return None, failed
+
+
+@dataclass
+class _Damage:
+    """The frame positions missing from one damaged stretch of a video."""
+
+    first: int | None = None
+    last: int | None = None
+    missing: int = 0
+    in_order: int = 0  # frames in a row since the last gap or failed read
+
+    def add_gap(self, first: int, last: int) -> None:
+        """Positions first..last (inclusive) got no frame."""
+        if last >= first:
+            self.first = first if self.first is None else self.first
+            self.last = last
+            self.missing += last - first + 1
+
+    def __str__(self) -> str:
+        span = f"frame {self.first}" if self.first == self.last else f"frames {self.first}-{self.last}"
+        return f"{span} could not be decoded; skipped {self.missing}"
+
+
+class _Timeline:
+    """Places a video's decoded frames: one after another, and across damage as the container's clock says.
+
+    A frame's position after a damaged stretch comes from its timestamp's distance to the last frame's (this
+    keeps variable-frame-rate videos counting one by one elsewhere). Without a usable clock (no frame rate,
+    or timestamps that stop increasing), each failed read counts as one missing frame.
+    """
+
+    def __init__(self, fps: float | None) -> None:
+        self._period_s = 1.0 / (fps or IMAGE_SEQUENCE_FPS)
+        self._clock = fps is not None  # stays True while every timestamp is later than the one before
+        self._last_index = -1
+        self._last_ts = -math.inf
+        self._damage: _Damage | None = None
+        self._settled: _Damage | None = None
+
+    @property
+    def next_index(self) -> int:
+        """The position after the last placed frame."""
+        return self._last_index + 1
+
+    def place(self, pts_s: float, failed_reads: int) -> tuple[int, float] | None:
+        """(index, timestamp_s) of the next decoded frame; None for one to drop (older than the last one)."""
+        increasing = math.isfinite(pts_s) and pts_s >= 0 and pts_s > self._last_ts
+        if failed_reads and self._damage is None:
+            self._damage = _Damage()
+        if self._damage is not None and self._clock:
+            if not increasing:
+                return None  # held back by the decoder from before the damage: out of order, counted missing
+            step = max(1, round((pts_s - self._last_ts) / self._period_s))
+        else:
+            step = 1 + failed_reads
+            self._clock = self._clock and increasing
+        index = self._last_index + step
+        if self._damage is not None:
+            self._damage.add_gap(self._last_index + 1, index - 1)
+            self._damage.in_order = self._damage.in_order + 1 if step == 1 and not failed_reads else 0
+            if self._damage.in_order >= _DAMAGE_SETTLE_FRAMES:
+                self._settled, self._damage = self._damage, None
+        self._last_index = index
+        self._last_ts = pts_s if increasing else index * self._period_s
+        return index, self._last_ts
+
+    def settled_damage(self) -> _Damage | None:
+        """A damaged stretch that is over and lost frames, once; else None."""
+        settled, self._settled = self._settled, None
+        return settled if settled is not None and settled.missing else None
+
+    def end(self) -> _Damage | None:
+        """At the end of the video: the damaged stretch still open, if it lost frames."""
+        if self._damage is not None:
+            self._settled, self._damage = self._damage, None
+        return self.settled_damage()
 
 
 # --- cameras and streams --------------------------------------------------------------------------
@@ -559,7 +690,7 @@ def _capture_frames(
                     yield _Skip(f"{name} read failed at frame {index}; reconnecting")
                 left_s = timeout_s - (now - lost_at)
                 if left_s <= 0:
-                    yield _Skip(f"{name} lost; gave up after {timeout_s:.1f} s")
+                    yield _Skip(f"{name} lost; gave up after {timeout_s:.1f} s", gave_up=True)
                     return
                 if cap is not None:
                     cap.release()
@@ -641,8 +772,8 @@ def _pump_latest(
             elif isinstance(item, Frame):
                 if pace:
                     if start is None:
-                        start, first_ts = time.perf_counter(), item.timestamp_s
-                    due = start + (item.timestamp_s - first_ts)
+                        start, first_ts = time.perf_counter(), _recorded_time_s(item)
+                    due = start + (_recorded_time_s(item) - first_ts)
                     if stop.wait(max(0.0, due - time.perf_counter())):
                         return
                 buffer.put(replace(item, timestamp_s=time.perf_counter()))
@@ -651,3 +782,8 @@ def _pump_latest(
     finally:
         items.close()
         buffer.close()
+
+
+def _recorded_time_s(frame: Frame) -> float:
+    """When a replayed frame is due: its timestamp, or for an image (no clock) its position at IMAGE_SEQUENCE_FPS."""
+    return frame.timestamp_s if frame.timestamp_s is not None else frame.index / IMAGE_SEQUENCE_FPS
