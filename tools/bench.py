@@ -80,6 +80,8 @@ def write_resized_copy(spec: str, size_wh: tuple[int, int], folder: Path, max_fr
     written = 0
     with open_source(spec) as source:
         for frame in source:
+            if frame.image is None:  # an unreadable image of a folder: nothing to resize
+                continue
             if writer is None:
                 writer = cv2.VideoWriter(
                     str(path),
@@ -121,8 +123,12 @@ class LoopedSource:
                 self._current = source
                 last_ts, in_pass = 0.0, 0
                 for frame in source:
-                    last_ts, in_pass = frame.timestamp_s, in_pass + 1
-                    yield replace(frame, index=n, timestamp_s=offset_s + frame.timestamp_s)
+                    in_pass += 1
+                    if frame.timestamp_s is None:  # images have no clock: nothing to continue
+                        yield replace(frame, index=n)
+                    else:
+                        last_ts = frame.timestamp_s
+                        yield replace(frame, index=n, timestamp_s=offset_s + frame.timestamp_s)
                     n += 1
                     if n >= self.frame_count:
                         return
