@@ -17,7 +17,7 @@ from tests.paths import REPO
 from tracker.errors import TrackerError
 from tracker.io.overlay import IRIS_BGR, PUPIL_BGR, draw_overlay
 from tracker.io.sinks import CSV_COLUMNS, CsvSink, JsonlSink, MultiSink, result_to_dict
-from tracker.io.window import WindowControls, WindowSink, has_gui
+from tracker.io.window import WindowControls
 from tracker.structures import Boundary, Ellipse, Frame, FrameResult, Status
 
 
@@ -215,9 +215,3 @@ def test_window_keys():
     assert c.snapshot_requested
     c.handle_key(0x100000 | ord("q"))  # waitKey may set modifier bits above the low byte
     assert c.wants_quit
-
-
-@pytest.mark.skipif(has_gui(), reason="this OpenCV has a GUI; the window is not opened in tests")
-def test_window_sink_without_gui_says_what_to_install():
-    with pytest.raises(TrackerError, match=r"pip install opencv-python"):
-        WindowSink("test")
