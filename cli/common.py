@@ -114,7 +114,8 @@ def load_tracker(model: str | None, backend: str, config, quiet: bool = False):
         threads = (os.cpu_count() or 2) - 1
     loaded, notice = load_backend(Path(model) if model else None, backend, rebuild=rebuild, threads=threads)
     if not quiet:
-        click.echo(notice, err=True)
+        precision = getattr(loaded, "precision", None)  # OpenVINO: bf16 or fp32, chosen by measurement (docs/GPU.md)
+        click.echo(f"{notice}, {precision}" if precision else notice, err=True)
     return Tracker(loaded, config)
 
 

@@ -70,7 +70,7 @@ def test_run_corrupt_model_default_backend_fails_cleanly(tmp_path):
     assert proc.stderr.splitlines()[-1].startswith("error: cannot load ONNX model")
 
 
-def test_run_image_folder_with_a_corrupt_image_reports_it_and_tracks_the_rest(tmp_path):
+def test_run_image_folder_with_a_corrupt_image_reports_it_and_gives_it_a_bad_frame_row(tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
     for i in range(4):
@@ -85,8 +85,11 @@ def test_run_image_folder_with_a_corrupt_image_reports_it_and_tracks_the_rest(tm
     reports = [line for line in proc.stderr.splitlines() if "f2.png" in line]
     assert len(reports) == 1 and reports[0].startswith("skipped ") and "not a decodable image" in reports[0]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["frame"] for r in rows] == [0, 1, 3]  # index = position in the folder, so f3 stays frame 3
-    assert [Path(r["source"]).name for r in rows] == ["f0.png", "f1.png", "f3.png"]
+    # One row per file, at its position in the folder: the unreadable one is a bad_frame row, with no clock.
+    assert [r["frame"] for r in rows] == [0, 1, 2, 3]
+    assert [Path(r["source"]).name for r in rows] == ["f0.png", "f1.png", "f2.png", "f3.png"]
+    assert [r["status"] == "bad_frame" for r in rows] == [False, False, True, False]
+    assert all(r["timestamp_s"] is None for r in rows)
 
 
 @pytest.mark.parametrize("mode", ["--pipelined", "--sequential"])

@@ -21,6 +21,7 @@ import pytest
 
 from tests.cli.test_cli import assert_one_error_line, iristrack
 from tests.paths import IRISTRACK, SHIPPED_MODEL
+from tracker.run import RunSummary
 
 
 def write_clip(path: Path, n: int, size_wh=(64, 48)) -> Path:
@@ -180,3 +181,29 @@ def test_a_non_finite_or_out_of_range_number_is_one_error_line(tmp_path, args):
     lines = proc.stderr.splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert args[0] in lines[0]
+
+
+# --- how a run ends -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("summary", "code", "line"),
+    [
+        (RunSummary(frames=7), None, None),
+        (RunSummary(frames=7, interrupted=True, stop_signal=signal.SIGTERM), 143, "interrupted by SIGTERM"),
+        (RunSummary(frames=7, interrupted=True), 130, "interrupted by SIGINT"),  # Ctrl-C outside the handler
+        (RunSummary(frames=7, source_failure="camera 0 lost; gave up after 10.0 s"), 1, "error: camera 0 lost"),
+    ],
+)
+def test_the_exit_code_says_how_the_run_ended(capsys, summary, code, line):
+    from cli.run import _exit_for
+
+    if code is None:
+        _exit_for(summary)
+        assert capsys.readouterr().err == ""
+        return
+    with pytest.raises(SystemExit) as exit_info:
+        _exit_for(summary)
+    assert exit_info.value.code == code
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(line) and "7 frames" in err[0]

@@ -322,6 +322,7 @@ def test_failing_live_source_ends_the_run_with_a_message(pipelined):
     assert 0 < summary.frames <= 5 and summary.frames + summary.dropped_frames == 5
     assert sink.indices == sorted(set(sink.indices))
     assert messages[-1] == "camera 0 lost; gave up after 0.3 s"
+    assert summary.source_failure == "camera 0 lost; gave up after 0.3 s"  # the CLI exits 1 on it
 
 
 class CountingSource:
