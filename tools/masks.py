@@ -23,7 +23,7 @@ MAX_PUPIL_OFFSET = 0.25
 # Pupil and limbus are near-circles on one plane, so their axis ratios agree: |gap| is 0.02 (median) and
 # under 0.1 for 90% of IRISSEG-EP; a limbus much flatter than the pupil hugs the lid lines.
 MAX_AXIS_RATIO_GAP = 0.2
-LIMBUS_ATTEMPTS = 3
+IRIS_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ class MaskBoundaries:
 
     iris: Ellipse | None  # limbus ellipse fitted to the visible limbus boundary only
     pupil: Ellipse | None
-    limbus_xy: np.ndarray  # (N, 2) float64 points on the visible limbus (fit inliers), pixel-centre coordinates
+    iris_xy: np.ndarray  # (N, 2) float64 points on the visible limbus (fit inliers), pixel-centre coordinates
     pupil_xy: np.ndarray  # (M, 2) float64 points on the visible pupil boundary (fit inliers)
 
 
@@ -80,11 +80,11 @@ def boundaries_from_mask(mask: np.ndarray, convention: str = "auto") -> MaskBoun
     outside = (mask == OPENEDS_SCLERA) & ~eye if convention == "openeds" else ~eye
     # Pupil edges only where the pupil meets iris: never against a lid, the outside or the image border.
     pupil_fit = _fit(edge_midpoints(pupil, iris & ~pupil)) if pupil.sum() >= MIN_REGION_PX else None
-    iris_fit = _fit_limbus(edge_midpoints(eye, outside), pupil_fit) if eye.sum() >= MIN_REGION_PX else None
+    iris_fit = _fit_iris(edge_midpoints(eye, outside), pupil_fit) if eye.sum() >= MIN_REGION_PX else None
     return MaskBoundaries(
         iris=iris_fit[0] if iris_fit else None,
         pupil=pupil_fit[0] if pupil_fit else None,
-        limbus_xy=iris_fit[1] if iris_fit else np.empty((0, 2)),
+        iris_xy=iris_fit[1] if iris_fit else np.empty((0, 2)),
         pupil_xy=pupil_fit[1] if pupil_fit else np.empty((0, 2)),
     )
 
@@ -145,7 +145,7 @@ def _robust(xy: np.ndarray) -> EllipseFit | None:
     )
 
 
-def _fit_limbus(xy: np.ndarray, pupil: tuple[Ellipse, np.ndarray] | None) -> tuple[Ellipse, np.ndarray] | None:
+def _fit_iris(xy: np.ndarray, pupil: tuple[Ellipse, np.ndarray] | None) -> tuple[Ellipse, np.ndarray] | None:
     """(N, 2) limbus candidates -> (ellipse, inlier points) consistent with the pupil, None if none is.
 
     When both lids cut the iris, the two curved lid lines and one side of the limbus can fit an ellipse
@@ -153,7 +153,7 @@ def _fit_limbus(xy: np.ndarray, pupil: tuple[Ellipse, np.ndarray] | None) -> tup
     drop its inliers (mostly lid) and fit the rest again.
     """
     remaining = xy
-    for _ in range(LIMBUS_ATTEMPTS):
+    for _ in range(IRIS_ATTEMPTS):
         fit = _robust(remaining)
         if fit is None:
             return None

@@ -110,7 +110,7 @@ def sample_from_mask(
     to_model = frame_to_model_affine(gray.shape[:2], input_hw)
     found = boundaries_from_mask(mask, convention)
     arcs: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
-    for channel, ellipse, xy in ((0, found.iris, found.limbus_xy), (1, found.pupil, found.pupil_xy)):
+    for channel, ellipse, xy in ((0, found.iris, found.iris_xy), (1, found.pupil, found.pupil_xy)):
         if ellipse is not None and len(xy):
             arcs[channel].extend(a @ to_model[:, :2].T + to_model[:, 2] for a in visible_arcs(ellipse, xy))
     return EdgeSample(name, subject, small, arcs)
@@ -228,7 +228,7 @@ def synthetic_samples(
         found = boundaries_from_mask(truth.mask, "labels")
         arcs: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
         # Exact ellipses from the renderer; the mask only decides which parts are visible.
-        for channel, ellipse, xy in ((0, truth.iris, found.limbus_xy), (1, truth.pupil, found.pupil_xy)):
+        for channel, ellipse, xy in ((0, truth.iris, found.iris_xy), (1, truth.pupil, found.pupil_xy)):
             if len(xy):
                 arcs[channel].extend(a @ to_model[:, :2].T + to_model[:, 2] for a in visible_arcs(ellipse, xy))
         small = cv2.resize(image, (input_hw[1], input_hw[0]), interpolation=cv2.INTER_AREA)

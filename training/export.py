@@ -41,7 +41,9 @@ def keras_to_onnx(model, path: Path) -> None:
 
 def parity_max_abs_diff(model, onnx_path: Path, x: np.ndarray) -> float:
     """Max |Keras - ONNX Runtime| over the (N, H, W, 1) inputs `x`, run one at a time."""
-    import onnxruntime as ort
+    from tracker.backends.telemetry import import_onnxruntime
+
+    ort = import_onnxruntime()  # with its telemetry off, as everywhere in the project
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     diff = 0.0
@@ -55,9 +57,12 @@ def parity_max_abs_diff(model, onnx_path: Path, x: np.ndarray) -> float:
 def _versions() -> dict:
     import keras
     import onnx
-    import onnxruntime
     import tensorflow as tf
     import tf2onnx
+
+    from tracker.backends.telemetry import import_onnxruntime
+
+    onnxruntime = import_onnxruntime()
 
     return {
         "tensorflow": tf.__version__,

@@ -68,7 +68,7 @@ def test_boundaries_of_known_ellipses(convention, lid):
     mask = synthetic_mask(convention, top_y)
     b = boundaries_from_mask(mask)
     assert isinstance(b, MaskBoundaries)
-    for fit, truth, xy in ((b.iris, IRIS, b.limbus_xy), (b.pupil, PUPIL, b.pupil_xy)):
+    for fit, truth, xy in ((b.iris, IRIS, b.iris_xy), (b.pupil, PUPIL, b.pupil_xy)):
         assert fit is not None
         assert math.hypot(fit.cx - truth.cx, fit.cy - truth.cy) < CENTER_TOL_PX
         assert abs(fit.semi_major - truth.semi_major) < AXIS_TOL_PX
@@ -82,15 +82,15 @@ def test_boundaries_of_known_ellipses(convention, lid):
 def test_lid_points_are_candidates_but_rejected():
     # The lid cuts the iris along a parabola; its edge points exist in the mask and must all be dropped.
     b = boundaries_from_mask(synthetic_mask("hole", 85.0))
-    on_lid = np.abs(b.limbus_xy[:, 1] - lid_y(b.limbus_xy[:, 0], 85.0)) < 0.6
-    off_ellipse = ellipse_distance_px(IRIS, b.limbus_xy) > ON_CURVE_TOL_PX
+    on_lid = np.abs(b.iris_xy[:, 1] - lid_y(b.iris_xy[:, 0], 85.0)) < 0.6
+    off_ellipse = ellipse_distance_px(IRIS, b.iris_xy) > ON_CURVE_TOL_PX
     assert not (on_lid & off_ellipse).any()
 
 
 def test_visible_arcs_cover_the_unoccluded_part_only():
     top_y = 85.0
     b = boundaries_from_mask(synthetic_mask("hole", top_y))
-    arcs = visible_arcs(b.iris, b.limbus_xy, n=360, tol_px=ARC_TOL_PX)
+    arcs = visible_arcs(b.iris, b.iris_xy, n=360, tol_px=ARC_TOL_PX)
     assert len(arcs) == 1  # the lid hides one stretch: one visible arc, joined across the wrap
     pts = np.concatenate(arcs)
     assert (pts[:, 1] >= lid_y(pts[:, 0], top_y) - ARC_TOL_PX).all()
@@ -138,7 +138,7 @@ def test_split_mask_open_pupil_hole():
 
 def test_empty_and_bad_masks():
     b = boundaries_from_mask(np.zeros((64, 64), np.uint8))
-    assert b.iris is None and b.pupil is None and b.limbus_xy.shape == (0, 2) and b.pupil_xy.shape == (0, 2)
+    assert b.iris is None and b.pupil is None and b.iris_xy.shape == (0, 2) and b.pupil_xy.shape == (0, 2)
     with pytest.raises(ValueError, match="convention"):
         split_mask(np.zeros((8, 8), np.uint8), "nope")
     with pytest.raises(ValueError, match="mask"):
@@ -174,7 +174,7 @@ def test_real_masks():
             u, v = (c * dx + s * dy) / e.semi_major, (-s * dx + c * dy) / e.semi_minor
             pupil_inside += u * u + v * v < 1
             # The pupil lies inside the iris, and the fits keep most of their visible boundary.
-            assert len(b.limbus_xy) > 100 and len(b.pupil_xy) > 50
+            assert len(b.iris_xy) > 100 and len(b.pupil_xy) > 50
     assert iris_found / len(rows) >= IRIS_FOUND_RATE
     assert pupil_found / len(rows) >= PUPIL_FOUND_RATE
     assert pupil_inside == min(iris_found, pupil_found) or pupil_inside / len(rows) >= PUPIL_FOUND_RATE
@@ -200,4 +200,4 @@ def test_limbus_when_both_lids_cut_the_iris(convention):
     # Two short side arcs pin the centre and the horizontal extent; the vertical axis less so.
     assert abs(b.iris.semi_major - IRIS.semi_major) < SIDE_ARCS_AXIS_TOL_PX
     assert abs(b.iris.semi_minor - IRIS.semi_minor) < SIDE_ARCS_AXIS_TOL_PX
-    assert ellipse_distance_px(IRIS, b.limbus_xy).max() < SIDE_ARCS_ON_CURVE_TOL_PX
+    assert ellipse_distance_px(IRIS, b.iris_xy).max() < SIDE_ARCS_ON_CURVE_TOL_PX

@@ -15,10 +15,10 @@ from numbers import Integral
 from tracker.errors import ModelError
 
 DTYPE = "float32"
-OUTPUT_CHANNELS = 2  # limbus, pupil (tracker.preprocess.LIMBUS / PUPIL)
+OUTPUT_CHANNELS = 2  # iris, pupil (tracker.preprocess.IRIS / PUPIL)
 EXPECTED = (
     f"expected one {DTYPE} input (N, H, W, 1) with static H, W and one {DTYPE} output (N, H, W, {OUTPUT_CHANNELS}) "
-    "of the same H, W (limbus, pupil edges)"
+    "of the same H, W (iris, pupil edges)"
 )
 
 Dim = int | None  # None: dynamic
