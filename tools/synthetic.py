@@ -524,6 +524,65 @@ def random_eye_params(rng: np.random.Generator, size_wh: tuple[int, int]) -> Eye
     return replace(params, glints=_random_glints(rng, pupil_ellipse(params), radius))
 
 
+def _limbus_extremes_xy(ellipse: Ellipse) -> np.ndarray:
+    """(4, 2) float64: the limbus's top, bottom, left and right points (min y, max y, min x, max x)."""
+    xy = ellipse.points(720)
+    return xy[[np.argmin(xy[:, 1]), np.argmax(xy[:, 1]), np.argmin(xy[:, 0]), np.argmax(xy[:, 0])]]
+
+
+def half_closed_eye_params(
+    rng: np.random.Generator, size_wh: tuple[int, int], opening: float | None = None
+) -> EyeParams:
+    """A random eye whose lids hide the top and bottom of the limbus, so only its two side arcs show.
+
+    `opening` is the lid gap over the iris centre as a fraction of the limbus's full height, in (0, 1)
+    (default: random in [0.35, 0.8]). It is widened where a tilted limbus needs more to show both of its
+    leftmost and rightmost points (they sit above and below the centre). The whole limbus lies inside the
+    frame, so its true size is knowable from the image; the eye's looks are drawn as in random_eye_params.
+    """
+    if opening is None:
+        opening = rng.uniform(0.35, 0.8)
+    if not 0.0 < opening < 1.0:
+        raise ValueError(f"opening must be a fraction of the iris height in (0, 1), got {opening}")
+    w, h = size_wh
+    base = random_eye_params(rng, size_wh)
+    radius = base.iris_radius_px
+    cx, cy = rng.uniform(1.1 * radius, w - 1.1 * radius), rng.uniform(1.1 * radius, h - 1.1 * radius)
+    placed = replace(base, iris_cx=cx, iris_cy=cy)
+    extremes = _limbus_extremes_xy(iris_ellipse(placed))
+    top, bottom = extremes[0, 1] - cy, extremes[1, 1] - cy  # < 0 and > 0
+    margin_px = 0.5 + 0.03 * radius  # every extreme point is this far inside or outside a lid
+    widest = bottom - top - 3.0 * margin_px
+    gap = min(opening * (bottom - top), widest)
+    # Draw lids until the top and bottom points are covered and the side points are not (a tilted limbus
+    # has its side points off the centre line and the lids curve down at the sides); widen the gap as needed.
+    for attempt in range(200):
+        if attempt and attempt % 10 == 0:
+            gap = min(1.2 * gap, widest)
+        above = rng.uniform(0.3, 0.7)
+        lid_cy = cy + rng.uniform(-0.05, 0.05) * radius
+        v_up, v_lo = cy - above * gap - lid_cy, cy + (1.0 - above) * gap - lid_cy  # lid apexes in the lid frame
+        if not top + margin_px < v_up + lid_cy - cy < 0.0 < v_lo + lid_cy - cy < bottom - margin_px:
+            continue
+        openness = rng.uniform(0.3, 0.7)
+        # Solve _lid_curves for the apex heights at this openness: lower = L (0.8 + 0.2 o),
+        # upper = -U o + (1 - o) lower.
+        params = replace(
+            placed,
+            lid_cx=cx + rng.uniform(-0.1, 0.1) * radius,
+            lid_cy=lid_cy,
+            lid_tilt_rad=rng.normal(0.0, 0.03),
+            lid_half_width_px=radius * rng.uniform(2.2, 2.8),
+            upper_lid_height_px=((1.0 - openness) * v_lo - v_up) / openness,
+            lower_lid_height_px=v_lo / (0.8 + 0.2 * openness),
+            openness=openness,
+        )
+        d_up, d_lo = lid_signed_distances(params, extremes[:, 0], extremes[:, 1])
+        if d_up[0] < -margin_px and d_lo[1] < -margin_px and min(d_up[2:].min(), d_lo[2:].min()) > margin_px:
+            return replace(params, glints=_random_glints(rng, pupil_ellipse(params), radius))
+    raise TrackerError(f"no lids found that show only the side arcs of {iris_ellipse(placed)}; try another rng")
+
+
 # ------------------------------------------------------------------------------------------- clips
 
 
@@ -656,6 +715,53 @@ def render_clip(
         )
         image, truth = render_eye(params, size_wh)
         yield image, replace(truth, event=g.event)
+
+
+def blink_openness(n_frames: int, slit_openness: float = 0.06) -> np.ndarray:
+    """(n_frames,) float64 lid openness of render_blink_clip: open, close to a slit, shut, slit, reopen, open.
+
+    Open holds at 1 take ~10 % of the frames at each end, the closed phase ~24 % (its middle third at 0,
+    fully shut, the rest at `slit_openness`), closing and reopening (cosine ease) share the rest.
+    """
+    if n_frames < 12:
+        raise ValueError(f"a blink clip needs at least 12 frames (open, close, hold, reopen), got {n_frames}")
+    if not 0.0 < slit_openness < 0.5:
+        raise ValueError(f"slit_openness must be a nearly closed lid in (0, 0.5), got {slit_openness}")
+    n_open = max(1, round(0.1 * n_frames))
+    n_hold = max(3, round(0.24 * n_frames))
+    n_close = (n_frames - 2 * n_open - n_hold) // 2
+    n_reopen = n_frames - 2 * n_open - n_hold - n_close
+    shut = n_hold // 3
+    slit_before = (n_hold - shut) // 2
+    closing = slit_openness + (1.0 - slit_openness) * 0.5 * (1 + np.cos(np.pi * np.arange(1, n_close + 1) / n_close))
+    reopening = slit_openness + (1.0 - slit_openness) * 0.5 * (
+        1 - np.cos(np.pi * np.arange(1, n_reopen + 1) / n_reopen)
+    )
+    hold = np.full(n_hold, slit_openness)
+    hold[slit_before : slit_before + shut] = 0.0
+    return np.concatenate([np.ones(n_open), closing, hold, reopening, np.ones(n_open)])
+
+
+def render_blink_clip(
+    n_frames: int = 48,
+    size_wh: tuple[int, int] = (320, 240),
+    seed: int = 0,
+    slit_openness: float = 0.06,
+) -> Iterator[tuple[np.ndarray, EyeTruth]]:
+    """Yield n_frames (H, W) uint8 frames of a still eye whose upper lid closes through the pupil and reopens.
+
+    The lid follows blink_openness: it closes to a slit (a dark gap a few pixels high, the pupil hidden),
+    shuts for a few frames, opens to the slit again and reopens. Gaze and pupil are fixed; only the lid and
+    the sensor noise change. Truth per frame: the full iris and pupil ellipses, the visible fraction of each
+    outline, openness, and event "blink" while the lid is moving or closed ("fixation" when fully open).
+    """
+    rng = np.random.default_rng(seed)
+    eye = _clip_eye(rng, size_wh)
+    eye = replace(eye, glints=_random_glints(rng, pupil_ellipse(eye), eye.iris_radius_px)[:2])
+    noise_seeds = rng.integers(0, 2**31, n_frames)
+    for i, openness in enumerate(blink_openness(n_frames, slit_openness)):
+        image, truth = render_eye(replace(eye, openness=float(openness), noise_seed=int(noise_seeds[i])), size_wh)
+        yield image, replace(truth, event="fixation" if openness >= 1.0 else "blink")
 
 
 # ------------------------------------------------------------------------------------------- files

@@ -15,8 +15,11 @@ from tools.synthetic import (
     IMAGE_SET_COLUMNS,
     MIN_VISIBLE_FRACTION,
     EyeParams,
+    blink_openness,
+    half_closed_eye_params,
     lid_signed_distances,
     random_eye_params,
+    render_blink_clip,
     render_clip,
     render_eye,
     write_clip,
@@ -255,3 +258,93 @@ def test_write_image_set_is_read_and_scored_by_evaluation(tmp_path):
     for boundary in ("iris", "pupil"):
         assert result[boundary]["hit_rate"] == 1.0
         assert result[boundary]["center_err_px"]["median"] == 0.0
+
+
+# ----------------------------------------------------------------------------- closing lids, half-closed eyes
+
+PUPIL_ON_SLIT_BELOW = 0.2  # a pupil with less of its outline visible than this must not be reported (issue 10)
+
+
+def test_blink_openness_closes_to_a_slit_shuts_and_reopens():
+    o = blink_openness(48, slit_openness=0.06)
+    assert o.shape == (48,) and o[0] == 1.0 and o[-1] == 1.0
+    shut = np.flatnonzero(o == 0.0)
+    assert len(shut) >= 3 and np.all(np.diff(shut) == 1)  # one run of fully shut frames
+    bottom = np.flatnonzero(o <= 0.06)
+    assert np.all(np.diff(bottom) == 1) and len(bottom) > len(shut)  # the slit before and after
+    assert np.all(np.diff(o[: bottom[0] + 1]) <= 0) and np.all(np.diff(o[bottom[-1] :]) >= 0)
+    with pytest.raises(ValueError, match="12 frames"):
+        blink_openness(8)
+    with pytest.raises(ValueError, match="slit_openness"):
+        blink_openness(48, slit_openness=0.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_blink_clip_truth_hides_the_pupil_on_the_slit(seed):
+    clip = list(render_blink_clip(48, SIZE_WH, seed=seed))
+    again = list(render_blink_clip(48, SIZE_WH, seed=seed))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(clip, again, strict=True))
+    assert all(f.shape == (240, 320) and f.dtype == np.uint8 for f, _ in clip)
+    truths = [t for _, t in clip]
+    openness = blink_openness(48)
+    assert [t.openness for t in truths] == pytest.approx(openness.tolist())
+    # A still eye: the ellipses are the same in every frame; only the lid moves.
+    assert len({t.iris for t in truths}) == 1 and len({t.pupil for t in truths}) == 1
+    for name in ("iris_visible_fraction", "pupil_visible_fraction"):
+        v = np.array([getattr(t, name) for t in truths])
+        low = int(np.argmin(openness))
+        assert np.all(np.diff(v[: low + 1]) <= 1e-12) and np.all(np.diff(v[low:]) >= -1e-12), name
+        assert v[0] > v[low] and v[-1] > v[low]
+    for t, o in zip(truths, openness, strict=True):
+        if o <= 0.06:  # slit or shut: the pupil is under the lid, no pupil pixel is labelled
+            assert t.pupil_visible_fraction < 0.02 and not (t.mask == 2).any()
+            assert t.iris_visible_fraction < 1 / 3 and t.event == "blink"
+        if o == 0.0:
+            assert t.iris_visible_fraction < 0.02 and not t.mask.any()
+        if o == 1.0:
+            assert t.pupil_visible_fraction > 0.9 and (t.mask == 2).any() and t.event == "fixation"
+    # The lid passes through the pupil: some frames show part of it.
+    assert any(0.05 < t.pupil_visible_fraction < 0.95 for t in truths)
+    assert any(t.pupil_visible_fraction < PUPIL_ON_SLIT_BELOW and t.openness > 0 for t in truths)
+
+
+def _extreme_points(ellipse: Ellipse) -> dict[str, np.ndarray]:
+    xy = ellipse.points(720)
+    return {
+        "top": xy[np.argmin(xy[:, 1])],
+        "bottom": xy[np.argmax(xy[:, 1])],
+        "left": xy[np.argmin(xy[:, 0])],
+        "right": xy[np.argmax(xy[:, 0])],
+    }
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_half_closed_eye_shows_only_the_side_arcs_of_the_limbus(seed):
+    rng = np.random.default_rng(seed)
+    params = half_closed_eye_params(rng, SIZE_WH)
+    assert params == half_closed_eye_params(np.random.default_rng(seed), SIZE_WH)
+    image, truth = render_eye(params, SIZE_WH)
+    assert image.shape == (240, 320) and image.dtype == np.uint8
+    points = _extreme_points(truth.iris)
+    d_up, d_lo = (
+        np.array(d) for d in lid_signed_distances(params, *np.array(list(points.values())).T.astype(np.float64))
+    )
+    top, bottom, left, right = range(4)
+    assert d_up[top] < 0 and d_lo[bottom] < 0  # the lids hide the top and the bottom of the limbus
+    assert min(d_up[left], d_lo[left], d_up[right], d_lo[right]) > 0  # both side arcs show
+    assert 0.15 < truth.iris_visible_fraction < 0.8
+    # The whole limbus is in the frame, so its size is knowable from the image.
+    xy = truth.iris.points(360)
+    assert xy.min() >= 0 and xy[:, 0].max() <= SIZE_WH[0] - 1 and xy[:, 1].max() <= SIZE_WH[1] - 1
+    assert (truth.mask == 1).any()
+
+
+def test_half_closed_opening_sets_the_visible_share():
+    narrow = [half_closed_eye_params(np.random.default_rng(s), SIZE_WH, opening=0.35) for s in range(6)]
+    wide = [half_closed_eye_params(np.random.default_rng(s), SIZE_WH, opening=0.85) for s in range(6)]
+    vis_narrow = [render_eye(p, SIZE_WH)[1].iris_visible_fraction for p in narrow]
+    vis_wide = [render_eye(p, SIZE_WH)[1].iris_visible_fraction for p in wide]
+    assert all(n < w for n, w in zip(vis_narrow, vis_wide, strict=True))
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="opening"):
+            half_closed_eye_params(np.random.default_rng(0), SIZE_WH, opening=bad)
