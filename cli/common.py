@@ -116,7 +116,12 @@ def load_tracker(model: str | None, backend: str, config, quiet: bool = False):
     if not quiet:
         precision = getattr(loaded, "precision", None)  # OpenVINO: bf16 or fp32, chosen by measurement (docs/GPU.md)
         click.echo(f"{notice}, {precision}" if precision else notice, err=True)
-    return Tracker(loaded, config)
+    from dataclasses import replace
+
+    from tracker.fit.confidence import confidence_for
+    from tracker.paths import default_model_path
+
+    return Tracker(loaded, replace(config, confidence=confidence_for(model or default_model_path())))
 
 
 def _quiet_native_logs() -> None:

@@ -9,13 +9,14 @@ three in a row. A `Prepared` value carries what `finish` needs, so no step reads
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from tracker.backends.base import Backend
+from tracker.fit.confidence import DEFAULT_CONFIDENCE, ConfidenceModel, confidence_for
 from tracker.fit.eye import EyeFit, FitConfig, fit_eye, warm_up
 from tracker.fit.smoothing import BoundarySmoother, SmoothingConfig
 from tracker.preprocess import Preprocessor
@@ -29,6 +30,7 @@ class TrackerConfig:
     fit: FitConfig = field(default_factory=FitConfig)
     smooth: bool = True
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    confidence: ConfidenceModel = DEFAULT_CONFIDENCE  # the model's calibration (confidence_for(model path))
 
 
 @dataclass
@@ -80,10 +82,13 @@ class Tracker:
         config: TrackerConfig = TrackerConfig(),
         **backend_options,
     ) -> Tracker:
-        """Load a model (default: the shipped one) on the chosen backend ("auto", "cpu", "onnxruntime", ...)."""
+        """Load a model (default: the shipped one) and its confidence calibration on the chosen backend."""
         from tracker.backends.select import load_backend
+        from tracker.paths import default_model_path
 
         loaded, _notice = load_backend(Path(model) if model else None, backend, **backend_options)
+        if config.confidence is DEFAULT_CONFIDENCE:
+            config = replace(config, confidence=confidence_for(model or default_model_path()))
         return cls(loaded, config)
 
     def reset(self) -> None:
@@ -132,9 +137,9 @@ class Tracker:
     def fit(self, edges: np.ndarray, frame_hw: tuple[int, int], gray: np.ndarray | None = None) -> EyeFit:
         """(h, w, 2) edge probabilities (+ the (H, W) gray frame for refinement) -> EyeFit, smoothed when configured."""
         t0 = time.perf_counter()
-        found = fit_eye(edges, frame_hw, self.config.fit, gray)
+        found = fit_eye(edges, frame_hw, self.config.fit, gray, self.config.confidence)
         if self.config.smooth:
-            found = EyeFit(self._iris.update(found.iris), self._pupil.update(found.pupil), found.status)
+            found = replace(found, iris=self._iris.update(found.iris), pupil=self._pupil.update(found.pupil))
         self.times.fit_ms = (time.perf_counter() - t0) * 1e3
         return found
 

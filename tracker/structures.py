@@ -101,12 +101,13 @@ class Ellipse:
 
 
 class Status(str, enum.Enum):
-    """Why a frame has the boundaries it has; `ok` when both were found."""
+    """Why a frame has the boundaries it has; `ok` when both were found and both are trusted."""
 
     OK = "ok"
     NO_PUPIL = "no_pupil"  # iris found, pupil not (lid over the pupil, strong glint, out of focus)
     PUPIL_ONLY = "pupil_only"  # pupil found, limbus not (close-ups where the iris leaves the frame)
     NO_IRIS = "no_iris"  # blink, eye closed or no eye in view
+    LOW_CONFIDENCE = "low_confidence"  # a boundary is reported, but below the calibrated trust threshold
     BAD_FRAME = "bad_frame"  # the frame could not be decoded or converted
 
 

@@ -18,7 +18,7 @@ from tools.synthetic import random_eye_params, render_eye, write_image_set
 
 CARD = SHIPPED_MODEL.with_suffix(".json")
 TEST_SUBJECT = "iitd-116"  # in the shipped card's test split
-TRAINED_SUBJECT = "iitd-1"  # in the development set, not in the card's test split: trained or validated on
+TRAINED_SUBJECT = "iitd-10"  # in the shipped card's train split
 DEV_DATA = SHARED_DATA / "irisseg-ep"
 
 
@@ -74,7 +74,7 @@ def test_eval_split_all_warns_about_training_subjects(tmp_path, dev_like):
     assert proc.returncode == 0, proc.stderr
     assert scoring_lines(proc.stderr) == [
         f"scoring all 4 images of {dev_like} (index.csv): all images (--split all)",
-        f"warning: 2 of the 4 images scored are of 1 subject the model was trained or validated on ({CARD}); "
+        f"warning: 2 of the 4 images scored are of 1 subject the model was trained on ({CARD}); "
         "--split test scores held-out subjects only",
     ]
     assert json.loads(proc.stdout)["images"] == 4  # stdout stays one JSON object

@@ -8,13 +8,15 @@ ellipse fit rejects lid lines, lashes and glints that survived the network.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from tracker.fit import kernels
-from tracker.fit.geometry import EllipseFit, fit_circle_robust, fit_ellipse_robust
+from tracker.fit import kernels, priors
+from tracker.fit.confidence import DEFAULT_CONFIDENCE, ConfidenceModel, Evidence
+from tracker.fit.geometry import ellipse_distance_px, fit_circle_robust, fit_ellipse_robust
 from tracker.preprocess import IRIS, PUPIL, model_to_frame_xy
 from tracker.structures import Boundary, Ellipse, Status
 
@@ -35,7 +37,6 @@ class FitConfig:
     min_coverage: float = 0.3  # fraction of the perimeter (36 bins) holding inliers
     min_axis_ratio: float = 0.4
     min_semi_axis_model_px: float = 2.5
-    min_confidence: float = 0.15
     refine: tuple[str, ...] = ()  # boundaries refined on the full-resolution image (see refine_on_image)
     refine_search_model_px: float = 1.5  # how far along the normal the image edge is searched
 
@@ -47,13 +48,43 @@ class FitConfig:
             raise ValueError(f"shape must be 'ellipse' or 'circle', got {self.shape!r}")
 
 
+# With the pupil's shape and centre fixed, only the radius is measured: two side arcs of ~20 degrees each
+# (what half-closed lids leave) determine it, where a free ellipse needs a third of the perimeter.
+CONSTRAINED_MIN_COVERAGE = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class BoundaryFit:
+    """One fitted boundary before the joint decision: ellipse (frame pixels), support and sector coverage."""
+
+    ellipse: Ellipse
+    strength: float
+    inlier_fraction: float
+    coverage: float
+    rms_tol: float
+    vertical_support: bool  # inliers above or below the centre: the vertical extent is measured, not free
+    constrained: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Points:
+    """Ridge points of one edge channel in frame pixels, their peak probabilities, and the fit tolerance."""
+
+    xy: np.ndarray  # (N, 2) float64
+    peaks: np.ndarray  # (N,) float64
+    tol_px: float  # inlier tolerance in frame pixels (inlier_tol_model_px at this frame's scale)
+    px_per_model: float
+
+
 @dataclass(frozen=True, slots=True)
 class EyeFit:
-    """Both boundaries of one frame (None when absent) and the status that explains a None."""
+    """Both boundaries of one frame (None when absent), the status, and the evidence behind each confidence."""
 
     iris: Boundary | None
     pupil: Boundary | None
     status: Status
+    iris_evidence: Evidence | None = None
+    pupil_evidence: Evidence | None = None
 
 
 def ridge_points(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -65,44 +96,120 @@ def ridge_points(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
     return kernels.ridge_points(np.asarray(prob, dtype=np.float32), float(threshold))
 
 
-def _confidence(fit: EllipseFit, peaks: np.ndarray) -> float:
-    """Edge strength of the inliers x their share x perimeter coverage, in [0, 1]."""
-    strength = float(peaks[fit.inlier_mask].mean()) if fit.inlier_mask.any() else 0.0
-    coverage = min(1.0, fit.angular_coverage / 0.7)
-    return float(np.clip(strength * fit.inlier_fraction**0.5 * coverage, 0.0, 1.0))
-
-
-def fit_boundary(prob: np.ndarray, frame_hw: tuple[int, int], config: FitConfig) -> Boundary | None:
-    """(H, W) edge probability of one boundary -> its ellipse in frame pixels, or None if implausible."""
+def boundary_points(prob: np.ndarray, frame_hw: tuple[int, int], config: FitConfig) -> Points:
+    """(h, w) edge probability of one boundary -> its ridge points in frame pixels (thinned to max_points)."""
     xy, peaks = ridge_points(prob, config.threshold)
-    if len(xy) < config.min_points:
-        return None
     if len(xy) > config.max_points:
         keep = np.linspace(0, len(xy) - 1, config.max_points).astype(np.intp)
         xy, peaks = xy[keep], peaks[keep]
     input_hw = prob.shape
-    frame_xy = model_to_frame_xy(xy, frame_hw, input_hw)
     px_per_model = float(np.sqrt((frame_hw[0] / input_hw[0]) * (frame_hw[1] / input_hw[1])))
-    fitter = fit_circle_robust if config.shape == "circle" else fit_ellipse_robust
-    extra = {"geometric_steps": config.geometric_steps} if config.shape != "circle" else {}
+    return Points(
+        model_to_frame_xy(xy, frame_hw, input_hw), peaks, config.inlier_tol_model_px * px_per_model, px_per_model
+    )
+
+
+def _vertical_support(e: Ellipse, xy: np.ndarray) -> bool:
+    """Whether any point lies within 45 degrees of straight above or below the centre."""
+    dx, dy = xy[:, 0] - e.cx, xy[:, 1] - e.cy
+    return bool((np.abs(dy) > np.abs(dx)).any())
+
+
+def _boundary_fit(e: Ellipse, pts: Points, inliers: np.ndarray, coverage: float, constrained: bool) -> BoundaryFit:
+    xy = pts.xy[inliers]
+    rms = float(np.sqrt(np.mean(ellipse_distance_px(e, xy) ** 2))) if len(xy) else 0.0
+    return BoundaryFit(
+        e,
+        float(pts.peaks[inliers].mean()) if inliers.any() else 0.0,
+        float(inliers.sum()) / max(len(pts.xy), 1),
+        coverage,
+        rms / pts.tol_px,
+        _vertical_support(e, xy),
+        constrained,
+    )
+
+
+def fit_points(
+    pts: Points, frame_hw: tuple[int, int], config: FitConfig, shape: str | None = None
+) -> BoundaryFit | None:
+    """Ridge points -> a robust ellipse (or circle) fit in frame pixels, or None if implausible on its own."""
+    if len(pts.xy) < config.min_points:
+        return None
+    shape = shape or config.shape
+    fitter = fit_circle_robust if shape == "circle" else fit_ellipse_robust
+    extra = {"geometric_steps": config.geometric_steps} if shape != "circle" else {}
     fit = fitter(
-        frame_xy,
-        **extra,
-        inlier_tol_px=config.inlier_tol_model_px * px_per_model,
-        iterations=config.ransac_iterations,
-        min_points=config.min_points,
+        pts.xy, **extra, inlier_tol_px=pts.tol_px, iterations=config.ransac_iterations, min_points=config.min_points
     )
     if fit is None or fit.angular_coverage < config.min_coverage:
         return None
     e = fit.ellipse
-    if e.axis_ratio < config.min_axis_ratio or e.semi_minor < config.min_semi_axis_model_px * px_per_model:
+    if e.axis_ratio < config.min_axis_ratio or e.semi_minor < config.min_semi_axis_model_px * pts.px_per_model:
         return None
     # The ellipse's centre may leave the frame (close-ups), but not by more than its own size.
     margin = e.semi_major
     if not (-margin <= e.cx <= frame_hw[1] + margin and -margin <= e.cy <= frame_hw[0] + margin):
         return None
-    confidence = _confidence(fit, peaks)
-    return Boundary(e, confidence) if confidence >= config.min_confidence else None
+    return _boundary_fit(e, pts, fit.inlier_mask, fit.angular_coverage, shape == "circle" and config.shape != "circle")
+
+
+def fit_iris_like_pupil(pts: Points, pupil: Ellipse, config: FitConfig) -> BoundaryFit | None:
+    """Iris ridge points -> the limbus as the pupil's shape, scaled about nearly the pupil's centre.
+
+    Both boundaries are circles in the iris plane seen at one gaze angle (tracker.fit.priors), so in the frame
+    where the pupil is a circle the limbus is a circle around nearly the same centre: its radius is the one
+    most ridge points agree on (lid lines and lashes cross many radii; the limbus arcs share one), which fixes
+    the vertical extent even when the lids leave only the two side arcs.
+    """
+    if len(pts.xy) < config.min_points:
+        return None
+    c, s = math.cos(pupil.angle_rad), math.sin(pupil.angle_rad)
+    k = pupil.semi_major / max(pupil.semi_minor, 1e-9)
+    d = pts.xy - (pupil.cx, pupil.cy)
+    u = d[:, 0] * c + d[:, 1] * s
+    v = (-d[:, 0] * s + d[:, 1] * c) * k
+    r = np.hypot(u, v)
+    lo, hi = pupil.semi_major / priors.PUPIL_IRIS_RATIO[1], pupil.semi_major / priors.PUPIL_IRIS_RATIO[0]
+    tol = pts.tol_px
+    in_range = (r >= lo) & (r <= hi)
+    if in_range.sum() < config.min_points:
+        return None
+    edges = np.arange(lo, hi + tol, tol)
+    counts, _ = np.histogram(r[in_range], bins=edges, weights=pts.peaks[in_range])
+    window = np.convolve(counts, np.ones(3), mode="same")  # a limbus blurred over neighbouring radii still wins
+    radius = float(edges[int(np.argmax(window))] + 0.5 * tol)
+    inliers = np.abs(r - radius) <= 1.5 * tol
+    if inliers.sum() < config.min_points:
+        return None
+    # A small decentration is allowed: a circle fit of the inliers, kept when its centre stays within the prior.
+    cu, cv, rr = _kasa_circle(u[inliers], v[inliers])
+    if rr is None or math.hypot(cu, cv) > priors.MAX_CENTRE_OFFSET * rr:
+        cu, cv, rr = 0.0, 0.0, float(np.median(r[inliers]))
+    dist = np.abs(np.hypot(u - cu, v - cv) - rr)
+    inliers = dist <= tol
+    if inliers.sum() < config.min_points:
+        return None
+    angles = np.arctan2(v[inliers] - cv, u[inliers] - cu)
+    coverage = float(np.unique(((angles + math.pi) / (2 * math.pi) * 36).astype(np.intp) % 36).size) / 36
+    if coverage < CONSTRAINED_MIN_COVERAGE:
+        return None
+    cx = pupil.cx + c * cu - s * (cv / k)
+    cy = pupil.cy + s * cu + c * (cv / k)
+    e = Ellipse(cx, cy, rr, rr / k, pupil.angle_rad)
+    return _boundary_fit(e, pts, inliers, coverage, True)
+
+
+def _kasa_circle(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float | None]:
+    """Algebraic least-squares circle through points: (cx, cy, r), r None when degenerate."""
+    a = np.stack([x, y, np.ones_like(x)], axis=1)
+    b = x * x + y * y
+    try:
+        sol, *_ = np.linalg.lstsq(a, b, rcond=None)
+    except np.linalg.LinAlgError:
+        return 0.0, 0.0, None
+    cx, cy = sol[0] / 2, sol[1] / 2
+    r2 = sol[2] + cx * cx + cy * cy
+    return float(cx), float(cy), (float(math.sqrt(r2)) if r2 > 0 else None)
 
 
 def ellipse_normals(e: Ellipse, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -182,36 +289,123 @@ def pupil_fits_iris(pupil: Ellipse, iris: Ellipse) -> bool:
     return bool(iris.contains(*pupil.points(16).T, scale=1.05).all()) and pupil.semi_major < 0.92 * iris.semi_major
 
 
-def fit_eye(
-    edges: np.ndarray, frame_hw: tuple[int, int], config: FitConfig = FitConfig(), gray: np.ndarray | None = None
-) -> EyeFit:
-    """(H, W, 2) edge probabilities (limbus, pupil) -> EyeFit in frame pixels; `gray` (H, W) enables refinement."""
-    iris = fit_boundary(edges[:, :, IRIS], frame_hw, config)
-    pupil = fit_boundary(edges[:, :, PUPIL], frame_hw, config)
-    if gray is not None:
-        for name, channel in (("iris", IRIS), ("pupil", PUPIL)):
-            found = iris if name == "iris" else pupil
-            if found is None or name not in config.refine:
-                continue
-            refined = refine_on_image(gray, found.ellipse, edges[:, :, channel], config)
-            if refined is not None:
-                if name == "iris":
-                    iris = Boundary(refined, found.confidence)
+def _one_eye(pupil: BoundaryFit, iris: BoundaryFit) -> bool:
+    return pupil_fits_iris(pupil.ellipse, iris.ellipse) and priors.one_eye(pupil.ellipse, iris.ellipse)
+
+
+def _same_eye(pupil: BoundaryFit, iris: BoundaryFit) -> bool:
+    """Size and place agree (the shape may not: a free limbus fit on side arcs is often too flat)."""
+    p, i = pupil.ellipse, iris.ellipse
+    return (
+        pupil_fits_iris(p, i)
+        and priors.PUPIL_IRIS_RATIO[0] <= priors.radius_ratio(p, i) <= priors.PUPIL_IRIS_RATIO[1]
+        and priors.centre_offset(p, i) <= priors.MAX_CENTRE_OFFSET
+    )
+
+
+def joint_fit(
+    iris_pts: Points, pupil_pts: Points, frame_hw: tuple[int, int], config: FitConfig
+) -> tuple[BoundaryFit | None, BoundaryFit | None]:
+    """Both channels' ridge points -> (iris, pupil) fitted as one eye; either None when it is not there.
+
+    The pupil is fitted on its own (it is the better-defined boundary), then the limbus: the free fit is kept
+    when it is one eye with the pupil and its vertical extent is measured; otherwise the limbus is refitted
+    with the pupil's shape (fit_iris_like_pupil), or as a circle when there is no pupil. Two boundaries that
+    cannot be one eye keep only the better-supported one.
+    """
+    pupil = fit_points(pupil_pts, frame_hw, config)
+    if pupil is not None and not priors.pupil_shape_plausible(pupil.ellipse):
+        pupil = None  # the eye slit of a closing lid, a lash shadow
+    iris = fit_points(iris_pts, frame_hw, config)
+    if iris is not None and not priors.iris_fits_frame(iris.ellipse, frame_hw):
+        iris = None  # a face outline, a glasses frame, the eye socket
+    if pupil is not None:
+        # A free fit on side arcs alone is kept only where its free vertical extent agrees with the pupil's shape.
+        if iris is None or not _same_eye(pupil, iris) or not (iris.vertical_support or _one_eye(pupil, iris)):
+            like = fit_iris_like_pupil(iris_pts, pupil.ellipse, config) if config.shape != "circle" else None
+            if like is not None and _one_eye(pupil, like) and priors.iris_fits_frame(like.ellipse, frame_hw):
+                iris = like
+            elif iris is not None and not _same_eye(pupil, iris):
+                # Not one eye: one of them is something else. Keep the one with the stronger support.
+                if _support(pupil) >= _support(iris):
+                    iris = None
                 else:
-                    pupil = Boundary(refined, found.confidence)
-    if iris is not None and pupil is not None and not pupil_fits_iris(pupil.ellipse, iris.ellipse):
-        # Trust the more confident boundary; a pupil outside its iris is a false detection of one of them.
-        if pupil.confidence > iris.confidence:
-            iris = None
-        else:
-            pupil = None
+                    pupil = None
+    elif iris is not None and not iris.vertical_support and config.shape != "circle":
+        circle = fit_points(iris_pts, frame_hw, config, shape="circle")
+        iris = circle if circle is not None and priors.iris_fits_frame(circle.ellipse, frame_hw) else iris
+    return iris, pupil
+
+
+def _support(fit: BoundaryFit) -> float:
+    return fit.strength * fit.inlier_fraction**0.5 * min(1.0, fit.coverage / 0.7)
+
+
+def evidence(fit: BoundaryFit, partner: BoundaryFit | None, is_iris: bool) -> Evidence:
+    """The confidence features of one boundary, given the other boundary of the eye (or None)."""
+    offset = gap = 0.0
+    if partner is not None:
+        pupil, iris = (partner.ellipse, fit.ellipse) if is_iris else (fit.ellipse, partner.ellipse)
+        offset, gap = priors.centre_offset(pupil, iris), priors.shape_gap(pupil, iris)
+    return Evidence(
+        fit.strength,
+        fit.inlier_fraction,
+        fit.coverage,
+        fit.rms_tol,
+        partner is not None,
+        offset,
+        gap,
+        fit.constrained,
+    )
+
+
+def fit_eye(
+    edges: np.ndarray,
+    frame_hw: tuple[int, int],
+    config: FitConfig = FitConfig(),
+    gray: np.ndarray | None = None,
+    scorer: ConfidenceModel = DEFAULT_CONFIDENCE,
+) -> EyeFit:
+    """(h, w, 2) edge probabilities (iris, pupil) -> EyeFit in frame pixels; `gray` (H, W) enables refinement.
+
+    Each reported boundary's confidence comes from `scorer` (calibrated: the probability that the boundary is
+    within 5 % of its true radius); below `scorer.drop_below` it is not reported, below `scorer.trust_from`
+    the frame's status is low_confidence, never ok.
+    """
+    iris_fit, pupil_fit = joint_fit(
+        boundary_points(edges[:, :, IRIS], frame_hw, config), boundary_points(edges[:, :, PUPIL], frame_hw, config),
+        frame_hw, config,
+    )  # fmt: skip
+    found: dict[str, tuple[Boundary, Evidence] | None] = {"iris": None, "pupil": None}
+    for name, fit, partner, channel in (("iris", iris_fit, pupil_fit, IRIS), ("pupil", pupil_fit, iris_fit, PUPIL)):
+        if fit is None:
+            continue
+        ev = evidence(fit, partner, name == "iris")
+        confidence = scorer(name, ev)
+        if confidence < scorer.drop_below:
+            continue
+        e = fit.ellipse
+        if gray is not None and name in config.refine:
+            e = refine_on_image(gray, e, edges[:, :, channel], config) or e
+        found[name] = (Boundary(e, confidence), ev)
+    iris, pupil = found["iris"], found["pupil"]
+    status = _status(iris, pupil, scorer.trust_from)
+    return EyeFit(
+        iris[0] if iris else None, pupil[0] if pupil else None, status, iris[1] if iris else None,
+        pupil[1] if pupil else None,
+    )  # fmt: skip
+
+
+def _status(iris, pupil, trust_from: float) -> Status:
     if iris is None and pupil is None:
-        return EyeFit(None, None, Status.NO_IRIS)
+        return Status.NO_IRIS
+    if any(b is not None and b[0].confidence < trust_from for b in (iris, pupil)):
+        return Status.LOW_CONFIDENCE
     if pupil is None:
-        return EyeFit(iris, None, Status.NO_PUPIL)
+        return Status.NO_PUPIL
     if iris is None:
-        return EyeFit(None, pupil, Status.PUPIL_ONLY)
-    return EyeFit(iris, pupil, Status.OK)
+        return Status.PUPIL_ONLY
+    return Status.OK
 
 
 def warm_up(input_hw: tuple[int, int] = (128, 128)) -> None:
