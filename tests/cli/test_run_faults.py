@@ -123,6 +123,13 @@ def test_a_disk_that_fills_mid_run_leaves_only_complete_lines(tmp_path, option, 
 # --- signals --------------------------------------------------------------------------------------
 
 
+def _signals_as_in_a_terminal() -> None:
+    # A test runner started with nohup or in the background ignores SIGHUP/SIGINT, and children inherit that;
+    # the run rightly leaves ignored signals alone, so give the child the dispositions of a terminal session.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["INT", "TERM", "HUP"]
@@ -135,6 +142,7 @@ def test_a_signal_ends_the_run_with_its_exit_code_a_summary_and_complete_outputs
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_signals_as_in_a_terminal,
     )
     try:
         deadline = time.perf_counter() + 60

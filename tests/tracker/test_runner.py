@@ -418,8 +418,20 @@ def test_sigterm_finishes_the_current_frame_and_restores_the_handler(tmp_path, p
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+@pytest.fixture
+def signals_not_ignored():
+    """SIGINT/SIGHUP as an interactive shell leaves them: a runner started with nohup or & ignores them (and the run
+    rightly leaves ignored signals alone)."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGHUP)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=["SIGTERM", "SIGHUP", "SIGINT"])
-def test_each_stop_signal_ends_the_run_cleanly_and_is_reported(tmp_path, sig):
+def test_each_stop_signal_ends_the_run_cleanly_and_is_reported(tmp_path, sig, signals_not_ignored):
     folder = pixel_frames(tmp_path / "frames", 30)
     sink = ListSink(signal_at=5, signum=sig)
     with open_source(str(folder), prefetch=False) as src:
