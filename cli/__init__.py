@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from cli import bench, evaluate, gpu, run, train
+from cli import bench, calibrate, evaluate, gpu, run, train
 from tracker.errors import TrackerError
 
 
@@ -54,6 +54,7 @@ def main() -> None:
 for _command in (
     run.run,
     evaluate.eval_command,
+    calibrate.calibrate,
     bench.bench,
     gpu.build_engine_cmd,
     gpu.check_gpu_cmd,

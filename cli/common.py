@@ -100,8 +100,8 @@ def _backend_options(f):
     return f
 
 
-def load_tracker(model: str | None, backend: str, config, quiet: bool = False):
-    """Load the backend (one notice line on stderr) and wrap it in a Tracker."""
+def load_tracker(model: str | None, backend: str, config, quiet: bool = False, confidence=None):
+    """Load the backend (one notice line on stderr) and wrap it in a Tracker with the model's calibration."""
     from tracker.backends.select import load_backend
     from tracker.pipeline import Tracker
 
@@ -121,7 +121,8 @@ def load_tracker(model: str | None, backend: str, config, quiet: bool = False):
     from tracker.fit.confidence import confidence_for
     from tracker.paths import default_model_path
 
-    return Tracker(loaded, replace(config, confidence=confidence_for(model or default_model_path())))
+    confidence = confidence or confidence_for(model or default_model_path())
+    return Tracker(loaded, replace(config, confidence=confidence))
 
 
 def _quiet_native_logs() -> None:

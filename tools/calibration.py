@@ -12,16 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tools.evaluation import is_hit
+from tools.evaluation import center_error_px, is_hit
 from tracker.fit.confidence import FEATURES, ConfidenceModel, Evidence
 from tracker.fit.eye import EyeFit
 from tracker.structures import Ellipse
 
+GROSS_ERROR = 0.10  # centre off by more than this share of the true radius: grossly wrong (the issue's measure)
 RIGHT_SHARE_AT_TRUST = 0.99  # the documented promise: at or above trust_from, a boundary is right 99 % of the time
 NEGATIVE_SHARE_AT_DROP = 0.01  # at most this share of images without an eye may keep any boundary
 BOUNDARIES = ("iris", "pupil")
 # Every boundary the fit finds, reported with its evidence: what calibration learns from.
-REPORT_ALL = ConfidenceModel(drop_below=0.0, trust_from=0.0, source="report all (calibration)")
+REPORT_ALL = ConfidenceModel(drop_below={"iris": 0.0, "pupil": 0.0}, source="report all (calibration)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class Labelled:
     boundary: str
     evidence: Evidence
     right: bool
+    relative_error: float = float("inf")  # centre error / true semi-major axis (inf: there is no eye)
 
 
 def label_fit(
@@ -50,7 +52,8 @@ def label_fit(
         if truth is None:
             out.append(Labelled(set_name, image, name, ev, False))
         elif truth[k] is not None:
-            out.append(Labelled(set_name, image, name, ev, is_hit(truth[k], found.ellipse)))
+            relative = center_error_px(truth[k], found.ellipse) / max(truth[k].semi_major, 1e-9)
+            out.append(Labelled(set_name, image, name, ev, is_hit(truth[k], found.ellipse), relative))
     return out
 
 
@@ -82,8 +85,8 @@ def trust_threshold(conf: np.ndarray, right: np.ndarray, share: float = RIGHT_SH
     c, r = conf[order], right[order]
     precision = np.cumsum(r) / np.arange(1, len(r) + 1)
     ok = np.flatnonzero(precision >= share)
-    if not ok.size:
-        return 1.0
+    if not ok.size:  # no threshold reaches the share: none of these boundaries may be trusted
+        return float(np.nextafter(c[0], 1.0)) if len(c) else 0.0
     # The deepest prefix that still meets the share, cut at a confidence boundary (ties all in or all out).
     for i in ok[::-1]:
         if i + 1 == len(c) or c[i + 1] < c[i]:
@@ -91,39 +94,82 @@ def trust_threshold(conf: np.ndarray, right: np.ndarray, share: float = RIGHT_SH
     return 1.0
 
 
-def drop_threshold(negative_max_conf: np.ndarray, share: float = NEGATIVE_SHARE_AT_DROP) -> float:
-    """The confidence below which boundaries are dropped so that at most `share` of eye-free images keep one."""
-    if not len(negative_max_conf):
-        return 0.0
-    keep = int(np.floor(share * len(negative_max_conf)))
-    ordered = np.sort(negative_max_conf)[::-1]
-    # Strictly above the (keep+1)-th highest score: at most `keep` images keep a boundary.
-    return float(np.nextafter(ordered[keep], 1.0)) if keep < len(ordered) else 0.0
+def _negative_keeps(drop: dict[str, float], negatives: dict[str, list[tuple[str, float]]]) -> int:
+    """How many eye-free images keep a boundary at these drop thresholds ({image: [(boundary, conf), ...]})."""
+    return sum(any(c >= drop[b] for b, c in found) for found in negatives.values())
 
 
-def calibrate(fit_samples: Sequence[Labelled], negative_images: int) -> tuple[ConfidenceModel, dict]:
-    """Fit the model and choose both thresholds on calibration samples; returns (model, what was chosen).
+def choose_drop(
+    conf: np.ndarray, samples: Sequence[Labelled], negatives: dict[str, list[tuple[str, float]]], n_negative: int
+) -> dict[str, float]:
+    """Per-boundary drop thresholds: the most right boundaries kept, with few eye-free images keeping any.
 
-    `negative_images` counts the eye-free images behind the samples of sets named "negative*", including
-    those where nothing was found (they keep no boundary at any threshold).
+    At most NEGATIVE_SHARE_AT_DROP of the `n_negative` eye-free images may keep a boundary; the candidates are
+    just above each negative score of each boundary (a grid, small: a few dozen negatives find anything).
     """
-    weights = fit_model(fit_samples)
-    model = ConfidenceModel(weights, drop_below=0.0, trust_from=0.0, source="calibrated")
-    conf, right = scores(model, fit_samples)
-    trust = trust_threshold(conf, right)
-    per_image: dict[str, float] = {}
-    for s, c in zip(fit_samples, conf, strict=True):
-        if s.set_name.startswith("negative"):
-            per_image[s.image] = max(per_image.get(s.image, 0.0), float(c))
-    negative_max = np.array([*per_image.values(), *[0.0] * max(0, negative_images - len(per_image))])
-    drop = min(drop_threshold(negative_max), trust)
+    allowed = int(np.floor(NEGATIVE_SHARE_AT_DROP * n_negative))
+    right = {
+        b: np.array([c for c, s in zip(conf, samples, strict=True) if s.boundary == b and s.right]) for b in BOUNDARIES
+    }
+    candidates = {
+        b: sorted({0.0, *(float(np.nextafter(c, 1.0)) for f in negatives.values() for k, c in f if k == b)})
+        for b in BOUNDARIES
+    }
+    best, best_lost = {"iris": 1.0, "pupil": 1.0}, None
+    for di in candidates["iris"]:
+        for dp in candidates["pupil"]:
+            drop = {"iris": di, "pupil": dp}
+            if _negative_keeps(drop, negatives) > allowed:
+                continue
+            lost = int((right["iris"] < di).sum() + (right["pupil"] < dp).sum())
+            if best_lost is None or lost < best_lost:
+                best, best_lost = drop, lost
+    return best
+
+
+def calibrate(
+    sets: dict[str, Sequence[Labelled]], negative_images: int, ambiguous: Sequence[str] = ()
+) -> tuple[ConfidenceModel, dict]:
+    """Fit the model on all calibration sets and choose per-boundary thresholds; returns (model, what was chosen).
+
+    `sets` maps set names to labelled boundaries; names starting with "negative" hold eye-free images, of
+    which there are `negative_images` in all (those where nothing was found keep nothing at any threshold).
+    Images whose name contains one of `ambiguous` (a lone dark disc: a pupil-only close-up looks the same)
+    are fitted as wrong but not counted against the drop share. trust_from per boundary is the highest of the
+    thresholds that make each eye set right RIGHT_SHARE_AT_TRUST of the time.
+    """
+    samples = [s for group in sets.values() for s in group]
+    weights = fit_model(samples)
+    model = ConfidenceModel(weights, source="calibrated")
+    conf, right = scores(model, samples)
+    trust, per_set = {}, {}
+    for b in BOUNDARIES:
+        ts = {}
+        for name, group in sets.items():
+            if name.startswith("negative"):
+                continue
+            c, r = scores(model, [s for s in group if s.boundary == b])
+            ts[name] = trust_threshold(c, r) if len(c) else 0.0
+        per_set[b], trust[b] = ts, max(ts.values())
+    negatives: dict[str, list[tuple[str, float]]] = {}
+    for s, c in zip(samples, conf, strict=True):
+        if s.set_name.startswith("negative") and not any(a in s.image for a in ambiguous):
+            negatives.setdefault(s.image, []).append((s.boundary, float(c)))
+    n_ambiguous = len(
+        {s.image for s in samples if s.set_name.startswith("negative") and any(a in s.image for a in ambiguous)}
+    )
+    eye = [(c, s) for c, s in zip(conf, samples, strict=True) if not s.set_name.startswith("negative")]
+    drop = choose_drop(np.array([c for c, _ in eye]), [s for _, s in eye], negatives, negative_images - n_ambiguous)
+    drop = {b: min(drop[b], trust[b]) for b in BOUNDARIES}
     chosen = {
         "trust_from": trust,
+        "trust_from_per_set": per_set,
         "drop_below": drop,
-        "calibration_boundaries": len(fit_samples),
+        "calibration_boundaries": len(samples),
         "calibration_negative_images": negative_images,
+        "ambiguous_negative_images": n_ambiguous,
     }
-    return ConfidenceModel(weights, drop_below=drop, trust_from=trust, source="calibrated"), chosen
+    return ConfidenceModel(weights, drop, trust, "calibrated", chosen), chosen
 
 
 BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
@@ -148,20 +194,28 @@ def reliability(model: ConfidenceModel, samples: Sequence[Labelled], bins: Seque
 
 
 def outcome(model: ConfidenceModel, samples: Sequence[Labelled]) -> dict:
-    """What a user sees under `model`: reported / trusted boundaries and the share of gross errors among them."""
+    """What a user sees under `model`: reported / trusted boundaries and the share of wrong ones among them."""
     conf, right = scores(model, samples)
-    reported, trusted = conf >= model.drop_below, conf >= model.trust_from
+    names = np.array([s.boundary for s in samples])
+    drop = np.array([model.drop_below[b] for b in names]) if len(names) else np.empty(0)
+    trust = np.array([model.trust_from[b] for b in names]) if len(names) else np.empty(0)
+    reported, trusted = conf >= drop, conf >= trust
+    gross = np.array([s.relative_error > GROSS_ERROR for s in samples], dtype=bool)
     return {
-        "boundaries_found": len(samples),
+        "found": len(samples),
+        "right": int(right.sum()),
         "reported": int(reported.sum()),
         "trusted": int(trusted.sum()),
         "wrong_among_reported": float((~right[reported]).mean()) if reported.any() else None,
         "wrong_among_trusted": float((~right[trusted]).mean()) if trusted.any() else None,
-        "right_lost_by_dropping": int((right & ~reported).sum()),
+        "gross_among_found": float(gross.mean()) if len(gross) else None,
+        "gross_among_reported": float(gross[reported].mean()) if reported.any() else None,
+        "gross_among_trusted": float(gross[trusted].mean()) if trusted.any() else None,
+        "right_dropped": int((right & ~reported).sum()),
     }
 
 
-def plot_reliability(tables: dict[str, list[dict]], trust_from: float, path) -> None:
+def plot_reliability(tables: dict[str, list[dict]], trust_from: dict[str, float], path) -> None:
     """Reliability diagram (share right vs mean confidence per bin) of each set, with the trust threshold, as PNG."""
     import matplotlib
 
@@ -176,7 +230,8 @@ def plot_reliability(tables: dict[str, list[dict]], trust_from: float, path) -> 
         ax.plot(xs, ys, marker="o", label=name)
         for x, y, n in pts:
             ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(3, -10), fontsize=7)
-    ax.axvline(trust_from, color="k", ls="--", lw=1, label=f"default threshold {trust_from:.2f}")
+    for (name, t), style in zip(trust_from.items(), ("--", ":"), strict=False):
+        ax.axvline(t, color="k", ls=style, lw=1, label=f"{name} trusted from {t:.2f}")
     ax.set_xlabel("confidence (mean in bin)")
     ax.set_ylabel("share within 5 % of the true radius")
     ax.set_xlim(0, 1)
@@ -193,10 +248,127 @@ __all__ = [
     "REPORT_ALL",
     "Labelled",
     "calibrate",
-    "drop_threshold",
+    "choose_drop",
     "label_fit",
     "outcome",
     "plot_reliability",
     "reliability",
     "trust_threshold",
 ]
+
+
+# --- collecting from images ------------------------------------------------------------------------------
+
+AMBIGUOUS_KINDS = ("dark_disc",)  # a lone dark disc is what a pupil-only close-up looks like: never ok, not dropped
+
+
+def collect(tracker, set_name: str, items) -> tuple[list[Labelled], int]:
+    """Run `tracker`'s steps on (name, image, truth) items with REPORT_ALL; (labelled boundaries, images read).
+
+    truth is (iris, pupil) ellipses, or None for an image without an eye.
+    """
+    from tracker.fit.eye import fit_eye
+    from tracker.structures import Frame
+
+    buffer = tracker.input_buffers(1)[0]
+    out, n = [], 0
+    for name, image, truth in items:
+        prepared = tracker.prepare(Frame(image, 0, None), buffer)
+        if not prepared.usable:
+            continue
+        n += 1
+        edges = tracker.infer(buffer)[0]
+        fit = fit_eye(edges, prepared.gray.shape[:2], tracker.config.fit, prepared.gray, REPORT_ALL)
+        out += label_fit(set_name, name, fit, truth)
+    return out, n
+
+
+def subject_halves(subjects: Iterable[str], salt: str = "calibration") -> tuple[set[str], set[str]]:
+    """Split subjects in two halves by a salted hash: stable, and independent of file order."""
+    import hashlib
+
+    order = sorted(set(subjects), key=lambda s: hashlib.sha256(f"{salt}:{s}".encode()).hexdigest())
+    return set(order[: len(order) // 2]), set(order[len(order) // 2 :])
+
+
+def negative_outcome(model: ConfidenceModel, samples: Sequence[Labelled], n_images: int, ambiguous=()) -> dict:
+    """Eye-free images: how many keep any boundary, and how many would be `ok` (both boundaries trusted)."""
+    per_image: dict[str, dict[str, float]] = {}
+    for s in samples:
+        per_image.setdefault(s.image, {})[s.boundary] = model(s.boundary, s.evidence)
+
+    def kept(found):
+        return any(c >= model.drop_below[b] for b, c in found.items())
+
+    def ok(found):
+        return len(found) == 2 and all(c >= model.trust_from[b] for b, c in found.items())
+
+    plain = {k: v for k, v in per_image.items() if not any(a in k for a in ambiguous)}
+    n_ambiguous = sum(any(a in k for a in ambiguous) for k in per_image)
+    return {
+        "images": n_images,
+        "images_with_any_boundary": sum(map(kept, per_image.values())),
+        "images_with_any_boundary_not_ambiguous": sum(map(kept, plain.values())),
+        "ambiguous_images_found": n_ambiguous,
+        "images_ok": sum(map(ok, per_image.values())),
+        "kept": sorted(k for k, v in per_image.items() if kept(v)),
+    }
+
+
+def report(model: ConfidenceModel, sets: dict[str, Sequence[Labelled]], counts: dict[str, int], ambiguous=()) -> dict:
+    """Reliability tables and outcomes of every set (calibration and held-out), per boundary."""
+    out = {"reliability": {}, "outcome": {}, "negatives": {}}
+    for name, samples in sets.items():
+        if name.startswith("negative"):
+            out["negatives"][name] = negative_outcome(model, samples, counts[name], ambiguous)
+            continue
+        out["reliability"][name] = reliability(model, samples)
+        out["outcome"][name] = {b: outcome(model, [s for s in samples if s.boundary == b]) for b in BOUNDARIES}
+    return out
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.1f} %"
+
+
+def report_markdown(model: ConfidenceModel, rep: dict) -> str:
+    """The report as Markdown tables (what the README quotes)."""
+    lines = [
+        f"thresholds: iris reported from {model.drop_below['iris']:.3f}, trusted from {model.trust_from['iris']:.3f}; "
+        f"pupil reported from {model.drop_below['pupil']:.3f}, trusted from {model.trust_from['pupil']:.3f}",
+        "",
+        "| set | boundary | found | right | reported | wrong among reported | trusted | wrong among trusted "
+        "| gross among reported | gross among trusted | right dropped |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, per in rep["outcome"].items():
+        for b, o in per.items():
+            lines.append(
+                f"| {name} | {b} | {o['found']} | {o['right']} | {o['reported']} | {_pct(o['wrong_among_reported'])} "
+                f"| {o['trusted']} | {_pct(o['wrong_among_trusted'])} | {_pct(o['gross_among_reported'])} "
+                f"| {_pct(o['gross_among_trusted'])} | {o['right_dropped']} |"
+            )
+    lines += [
+        "",
+        "| eye-free set | images | with any boundary | of them not a lone dark disc | ok |",
+        "|---|---|---|---|---|",
+    ]
+    for name, o in rep["negatives"].items():
+        lines.append(
+            f"| {name} | {o['images']} | {o['images_with_any_boundary']} "
+            f"| {o['images_with_any_boundary_not_ambiguous']} | {o['images_ok']} |"
+        )
+    for name, rows in rep["reliability"].items():
+        lines += [
+            "",
+            f"reliability, {name}:",
+            "",
+            "| confidence | boundaries | mean confidence | share right |",
+            "|---|---|---|---|",
+        ]
+        for r in rows:
+            if r["boundaries"]:
+                lines.append(
+                    f"| {r['bin']} | {r['boundaries']} | {r['mean_confidence']:.3f} | {_pct(r['right_share'])} |"
+                )
+    return "\n".join(lines)

@@ -54,6 +54,8 @@ class RunSummary:
     frames: int = 0
     iris_detected: int = 0
     pupil_detected: int = 0
+    iris_trusted: int = 0  # reported and trusted (confidence at or above the model's calibrated threshold)
+    pupil_trusted: int = 0
     elapsed_s: float = 0.0
     dropped_frames: int = 0
     interrupted: bool = False
@@ -194,6 +196,8 @@ def run(
         summary.frames += 1
         summary.iris_detected += result.iris is not None
         summary.pupil_detected += result.pupil is not None
+        summary.iris_trusted += result.iris is not None and result.iris.trusted
+        summary.pupil_trusted += result.pupil is not None and result.pupil.trusted
         if on_result is not None:
             on_result(result)
         if bar is not None:

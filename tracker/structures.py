@@ -104,19 +104,23 @@ class Status(str, enum.Enum):
     """Why a frame has the boundaries it has; `ok` when both were found and both are trusted."""
 
     OK = "ok"
-    NO_PUPIL = "no_pupil"  # iris found, pupil not (lid over the pupil, strong glint, out of focus)
-    PUPIL_ONLY = "pupil_only"  # pupil found, limbus not (close-ups where the iris leaves the frame)
+    NO_PUPIL = "no_pupil"  # iris trusted, pupil absent or untrusted (lid over the pupil, glint, dark iris)
+    PUPIL_ONLY = "pupil_only"  # pupil trusted, iris absent or untrusted (close-ups where the iris leaves the frame)
     NO_IRIS = "no_iris"  # blink, eye closed or no eye in view
-    LOW_CONFIDENCE = "low_confidence"  # a boundary is reported, but below the calibrated trust threshold
+    LOW_CONFIDENCE = "low_confidence"  # boundaries reported, none of them trusted
     BAD_FRAME = "bad_frame"  # the frame could not be decoded or converted
 
 
 @dataclass(frozen=True, slots=True)
 class Boundary:
-    """One fitted boundary (limbus or pupil): the ellipse in frame pixels and a confidence in [0, 1]."""
+    """One fitted boundary (iris or pupil): ellipse in frame pixels, confidence in [0, 1], trusted or not.
+
+    `trusted`: the confidence reaches the model's calibrated trust threshold (README "When to trust a result").
+    """
 
     ellipse: Ellipse
     confidence: float
+    trusted: bool = True
 
 
 @dataclass(frozen=True, slots=True)

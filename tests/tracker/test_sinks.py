@@ -45,6 +45,7 @@ def test_result_to_dict_shape_and_rounding():
             "semi_minor": 14.0,
             "angle_deg": 30.0,
             "confidence": 0.9123,
+            "trusted": True,
         },
         "pupil": None,
         "status": "no_pupil",

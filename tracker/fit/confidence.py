@@ -25,10 +25,14 @@ class Evidence:
     inlier_fraction: float  # inliers / ridge points of the channel
     coverage: float  # fraction of 36 sectors around the ellipse holding inliers
     rms_tol: float  # RMS distance of the inliers / the inlier tolerance
-    partner: bool  # the other boundary was found and agrees with this one (one eye)
+    partner: float  # support of the other boundary of the eye (its strength x sqrt(share) x coverage), 0 if none
     centre_offset: float  # pupil-iris centre distance / iris semi-major (0 without a partner)
     shape_gap: float  # axis-ratio / orientation disagreement with the partner (0 without one)
     constrained: bool  # iris fitted with the pupil's shape (or as a circle): only side arcs were visible
+    contrast: float = 0.0  # the image's median dark-inside/bright-outside step across the boundary, in frame spreads
+    # log2 of the semi-major axis in model pixels: the network localises to about a model pixel, so a boundary
+    # a few model pixels across cannot be within 5 % of its radius however clean it looks.
+    size_model_px: float = 0.0
 
     def as_vector(self) -> tuple[float, ...]:
         """The features in a fixed order (FEATURES), for the confidence model."""
@@ -37,10 +41,12 @@ class Evidence:
             self.inlier_fraction,
             self.coverage,
             self.rms_tol,
-            float(self.partner),
+            self.partner,
             self.centre_offset,
             self.shape_gap,
             float(self.constrained),
+            self.contrast,
+            self.size_model_px,
         )
 
 
@@ -53,6 +59,8 @@ FEATURES = (
     "centre_offset",
     "shape_gap",
     "constrained",
+    "contrast",
+    "size_model_px",
 )
 
 
@@ -62,12 +70,14 @@ class ConfidenceModel:
 
     `weights[name]` is (intercept, one coefficient per FEATURES entry); without weights the heuristic is used:
     edge strength x sqrt(inlier share) x perimeter coverage (up to 0.7), as before calibration existed.
+    Thresholds are per boundary: a pupil is right far more often than an iris at the same evidence.
     """
 
     weights: dict[str, tuple[float, ...]] = field(default_factory=dict)
-    drop_below: float = 0.15
-    trust_from: float = 0.0
+    drop_below: dict[str, float] = field(default_factory=lambda: {"iris": 0.15, "pupil": 0.15})
+    trust_from: dict[str, float] = field(default_factory=lambda: {"iris": 0.0, "pupil": 0.0})
     source: str = "uncalibrated"
+    measured: dict = field(default_factory=dict, compare=False)  # what calibration measured (written, not read)
 
     def __call__(self, name: str, evidence: Evidence) -> float:
         """Confidence of boundary `name` given its evidence."""
@@ -87,6 +97,7 @@ class ConfidenceModel:
                 "weights": {k: list(v) for k, v in self.weights.items()},
                 "drop_below": self.drop_below,
                 "trust_from": self.trust_from,
+                **({"measured": self.measured} if self.measured else {}),
             },
             indent=1,
         )
@@ -102,7 +113,9 @@ class ConfidenceModel:
             weights = {k: tuple(float(x) for x in v) for k, v in doc["weights"].items()}
             if any(len(v) != len(FEATURES) + 1 for v in weights.values()):
                 raise ValueError("each weight vector needs an intercept and one coefficient per feature")
-            return cls(weights, float(doc["drop_below"]), float(doc["trust_from"]), str(path))
+            drop = {k: float(doc["drop_below"][k]) for k in ("iris", "pupil")}
+            trust = {k: float(doc["trust_from"][k]) for k in ("iris", "pupil")}
+            return cls(weights, drop, trust, str(path))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"cannot read the confidence calibration {path}: {exc}") from None
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from tracker.fit import kernels, priors
 from tracker.fit.confidence import DEFAULT_CONFIDENCE, ConfidenceModel, Evidence
-from tracker.fit.geometry import ellipse_distance_px, fit_circle_robust, fit_ellipse_robust
+from tracker.fit.geometry import fit_circle_robust, fit_ellipse_robust
 from tracker.preprocess import IRIS, PUPIL, model_to_frame_xy
 from tracker.structures import Boundary, Ellipse, Status
 
@@ -64,6 +64,7 @@ class BoundaryFit:
     rms_tol: float
     vertical_support: bool  # inliers above or below the centre: the vertical extent is measured, not free
     constrained: bool = False
+    px_per_model: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +116,11 @@ def _vertical_support(e: Ellipse, xy: np.ndarray) -> bool:
     return bool((np.abs(dy) > np.abs(dx)).any())
 
 
-def _boundary_fit(e: Ellipse, pts: Points, inliers: np.ndarray, coverage: float, constrained: bool) -> BoundaryFit:
+def _boundary_fit(
+    e: Ellipse, pts: Points, inliers: np.ndarray, coverage: float, constrained: bool, rms_px: float
+) -> BoundaryFit:
     xy = pts.xy[inliers]
-    rms = float(np.sqrt(np.mean(ellipse_distance_px(e, xy) ** 2))) if len(xy) else 0.0
+    rms = rms_px
     return BoundaryFit(
         e,
         float(pts.peaks[inliers].mean()) if inliers.any() else 0.0,
@@ -126,6 +129,7 @@ def _boundary_fit(e: Ellipse, pts: Points, inliers: np.ndarray, coverage: float,
         rms / pts.tol_px,
         _vertical_support(e, xy),
         constrained,
+        pts.px_per_model,
     )
 
 
@@ -150,7 +154,8 @@ def fit_points(
     margin = e.semi_major
     if not (-margin <= e.cx <= frame_hw[1] + margin and -margin <= e.cy <= frame_hw[0] + margin):
         return None
-    return _boundary_fit(e, pts, fit.inlier_mask, fit.angular_coverage, shape == "circle" and config.shape != "circle")
+    constrained = shape == "circle" and config.shape != "circle"
+    return _boundary_fit(e, pts, fit.inlier_mask, fit.angular_coverage, constrained, fit.rms_residual_px)
 
 
 def fit_iris_like_pupil(pts: Points, pupil: Ellipse, config: FitConfig) -> BoundaryFit | None:
@@ -196,7 +201,8 @@ def fit_iris_like_pupil(pts: Points, pupil: Ellipse, config: FitConfig) -> Bound
     cx = pupil.cx + c * cu - s * (cv / k)
     cy = pupil.cy + s * cu + c * (cv / k)
     e = Ellipse(cx, cy, rr, rr / k, pupil.angle_rad)
-    return _boundary_fit(e, pts, inliers, coverage, True)
+    # Distances in the pupil's frame stretch the minor direction by k: an upper bound of the true residual.
+    return _boundary_fit(e, pts, inliers, coverage, True, float(np.sqrt(np.mean(dist[inliers] ** 2))))
 
 
 def _kasa_circle(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float | None]:
@@ -341,8 +347,34 @@ def _support(fit: BoundaryFit) -> float:
     return fit.strength * fit.inlier_fraction**0.5 * min(1.0, fit.coverage / 0.7)
 
 
-def evidence(fit: BoundaryFit, partner: BoundaryFit | None, is_iris: bool) -> Evidence:
-    """The confidence features of one boundary, given the other boundary of the eye (or None)."""
+CONTRAST_SAMPLES = 32  # points around the boundary where the image step across it is read
+CONTRAST_BAND = 0.15  # inside / outside samples at (1 -+ this) x the ellipse
+
+
+def boundary_contrast(gray: np.ndarray, e: Ellipse, spread: float) -> float:
+    """Median gray step across the ellipse (outside minus inside, so a dark pupil or iris is positive) / `spread`.
+
+    The image's own evidence, independent of the network: a pupil is darker than the iris around it and an
+    iris darker than the sclera, under NIR and visible light; a face outline or a lid line has no such step.
+    """
+    step = kernels.ring_step(gray, e.cx, e.cy, e.semi_major, e.semi_minor, e.angle_rad, CONTRAST_BAND, CONTRAST_SAMPLES)
+    return 0.0 if math.isnan(step) else float(np.clip(step / max(spread, 1e-6), -3.0, 3.0))
+
+
+def gray_spread(gray: np.ndarray) -> float:
+    """Standard deviation of the frame's gray levels, read on every 4th pixel (cheap at any frame size)."""
+    return float(cv2.meanStdDev(gray[::4, ::4])[1][0, 0])
+
+
+def evidence(
+    fit: BoundaryFit,
+    partner: BoundaryFit | None,
+    is_iris: bool,
+    frame_hw: tuple[int, int],
+    gray: np.ndarray | None = None,
+    spread: float = 1.0,
+) -> Evidence:
+    """The confidence features of one boundary, given the other boundary of the eye (or None) and the frame."""
     offset = gap = 0.0
     if partner is not None:
         pupil, iris = (partner.ellipse, fit.ellipse) if is_iris else (fit.ellipse, partner.ellipse)
@@ -352,10 +384,12 @@ def evidence(fit: BoundaryFit, partner: BoundaryFit | None, is_iris: bool) -> Ev
         fit.inlier_fraction,
         fit.coverage,
         fit.rms_tol,
-        partner is not None,
+        _support(partner) if partner is not None else 0.0,
         offset,
         gap,
         fit.constrained,
+        boundary_contrast(gray, fit.ellipse, spread) if gray is not None else 0.0,
+        math.log2(max(fit.ellipse.semi_major / fit.px_per_model, 1e-3)),
     )
 
 
@@ -369,43 +403,47 @@ def fit_eye(
     """(h, w, 2) edge probabilities (iris, pupil) -> EyeFit in frame pixels; `gray` (H, W) enables refinement.
 
     Each reported boundary's confidence comes from `scorer` (calibrated: the probability that the boundary is
-    within 5 % of its true radius); below `scorer.drop_below` it is not reported, below `scorer.trust_from`
-    the frame's status is low_confidence, never ok.
+    within 5 % of its true radius); below `scorer.drop_below` it is not reported, below `scorer.trust_from` it
+    is reported untrusted (`Boundary.trusted` False). The status names what is trusted: ok (both), no_pupil
+    (the iris only), pupil_only (the pupil only), low_confidence (something reported, nothing trusted).
     """
     iris_fit, pupil_fit = joint_fit(
         boundary_points(edges[:, :, IRIS], frame_hw, config), boundary_points(edges[:, :, PUPIL], frame_hw, config),
         frame_hw, config,
     )  # fmt: skip
     found: dict[str, tuple[Boundary, Evidence] | None] = {"iris": None, "pupil": None}
+    spread = gray_spread(gray) if gray is not None and (iris_fit or pupil_fit) else 1.0
     for name, fit, partner, channel in (("iris", iris_fit, pupil_fit, IRIS), ("pupil", pupil_fit, iris_fit, PUPIL)):
         if fit is None:
             continue
-        ev = evidence(fit, partner, name == "iris")
+        ev = evidence(fit, partner, name == "iris", frame_hw, gray, spread)
         confidence = scorer(name, ev)
-        if confidence < scorer.drop_below:
+        if confidence < scorer.drop_below[name]:
             continue
         e = fit.ellipse
         if gray is not None and name in config.refine:
             e = refine_on_image(gray, e, edges[:, :, channel], config) or e
-        found[name] = (Boundary(e, confidence), ev)
+        found[name] = (Boundary(e, confidence, confidence >= scorer.trust_from[name]), ev)
     iris, pupil = found["iris"], found["pupil"]
-    status = _status(iris, pupil, scorer.trust_from)
+    status = _status(iris, pupil)
     return EyeFit(
         iris[0] if iris else None, pupil[0] if pupil else None, status, iris[1] if iris else None,
         pupil[1] if pupil else None,
     )  # fmt: skip
 
 
-def _status(iris, pupil, trust_from: float) -> Status:
+def _status(iris, pupil) -> Status:
+    """What a user can rely on: ok when both boundaries are trusted, the trusted one's status when only one is."""
     if iris is None and pupil is None:
         return Status.NO_IRIS
-    if any(b is not None and b[0].confidence < trust_from for b in (iris, pupil)):
-        return Status.LOW_CONFIDENCE
-    if pupil is None:
+    iris_ok, pupil_ok = iris is not None and iris[0].trusted, pupil is not None and pupil[0].trusted
+    if iris_ok and pupil_ok:
+        return Status.OK
+    if iris_ok:
         return Status.NO_PUPIL
-    if iris is None:
+    if pupil_ok:
         return Status.PUPIL_ONLY
-    return Status.OK
+    return Status.LOW_CONFIDENCE
 
 
 def warm_up(input_hw: tuple[int, int] = (128, 128)) -> None:
@@ -417,4 +455,6 @@ def warm_up(input_hw: tuple[int, int] = (128, 128)) -> None:
     cv2.line(iris, (0, h // 4), (w - 1, h // 4), 1.0, 2)  # a lid-like line: the RANSAC path runs too
     edges = np.empty((h, w, 2), np.float32)
     edges[:, :, IRIS], edges[:, :, PUPIL] = iris, pupil
-    fit_eye(cv2.GaussianBlur(edges, (5, 5), 1.0), input_hw)
+    edges = cv2.GaussianBlur(edges, (5, 5), 1.0)
+    for dtype in (np.uint8, np.uint16):  # the image evidence reads 8- and 16-bit frames
+        fit_eye(edges, input_hw, gray=np.full(input_hw, 100, dtype))

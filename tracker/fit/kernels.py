@@ -151,6 +151,32 @@ def angular_coverage(cx: float, cy: float, a: float, b: float, angle_rad: float,
     return np.count_nonzero(hit) / bins
 
 
+@_compiled
+def ring_step(
+    gray: np.ndarray, cx: float, cy: float, a: float, b: float, angle_rad: float, band: float, n: int
+) -> float:
+    """Median of (gray just outside - gray just inside) an ellipse at n parametric angles; NaN if < n/4 in frame.
+
+    The samples sit at (1 - band) and (1 + band) times the ellipse, at the nearest pixel.
+    """
+    h, w = gray.shape
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    steps = np.empty(n)
+    m = 0
+    for k in range(n):
+        t = 2 * math.pi * k / n
+        x, y = a * math.cos(t), b * math.sin(t)
+        dx, dy = c * x - s * y, s * x + c * y
+        xi, yi = int(round(cx + (1 - band) * dx)), int(round(cy + (1 - band) * dy))
+        xo, yo = int(round(cx + (1 + band) * dx)), int(round(cy + (1 + band) * dy))
+        if 0 <= xi < w and 0 <= yi < h and 0 <= xo < w and 0 <= yo < h:
+            steps[m] = float(gray[yo, xo]) - float(gray[yi, xi])
+            m += 1
+    if m < n // 4:
+        return math.nan
+    return float(np.median(steps[:m]))
+
+
 # --- RANSAC over conics, in normalised coordinates (centroid at 0, unit RMS radius) ----------------------------
 # A conic is (A, B, C, D, E, F): A x^2 + B xy + C y^2 + D x + E y + F = 0. Every ellipse has A + C != 0, so
 # fixing A + C = 1 loses none and turns the homogeneous 6-unknown problem into a plain linear one:

@@ -50,7 +50,7 @@ class BoundarySmoother:
             prev.semi_minor + a * (new.semi_minor - prev.semi_minor),
             angle,
         )
-        return Boundary(self._state, measured.confidence)
+        return Boundary(self._state, measured.confidence, measured.trusted)
 
 
 def _jumped(prev: Ellipse, new: Ellipse, fraction: float) -> bool:

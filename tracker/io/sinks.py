@@ -19,7 +19,7 @@ from typing import Protocol
 from tracker.errors import TrackerError
 from tracker.structures import Boundary, Frame, FrameResult, Status
 
-_BOUNDARY_KEYS = ("cx", "cy", "semi_major", "semi_minor", "angle_deg", "confidence")
+_BOUNDARY_KEYS = ("cx", "cy", "semi_major", "semi_minor", "angle_deg", "confidence", "trusted")
 CSV_COLUMNS = (
     "source",
     "frame",
@@ -60,6 +60,7 @@ def _boundary_dict(b: Boundary | None) -> dict | None:
         "semi_minor": _num(e.semi_minor, 3),
         "angle_deg": _num(e.angle_deg, 2),
         "confidence": _num(b.confidence, 4),
+        "trusted": bool(b.trusted),
     }
 
 
