@@ -120,13 +120,12 @@ def _boundary_fit(
     e: Ellipse, pts: Points, inliers: np.ndarray, coverage: float, constrained: bool, rms_px: float
 ) -> BoundaryFit:
     xy = pts.xy[inliers]
-    rms = rms_px
     return BoundaryFit(
         e,
         float(pts.peaks[inliers].mean()) if inliers.any() else 0.0,
         float(inliers.sum()) / max(len(pts.xy), 1),
         coverage,
-        rms / pts.tol_px,
+        rms_px / pts.tol_px,
         _vertical_support(e, xy),
         constrained,
         pts.px_per_model,
@@ -370,7 +369,6 @@ def evidence(
     fit: BoundaryFit,
     partner: BoundaryFit | None,
     is_iris: bool,
-    frame_hw: tuple[int, int],
     gray: np.ndarray | None = None,
     spread: float = 1.0,
 ) -> Evidence:
@@ -416,7 +414,7 @@ def fit_eye(
     for name, fit, partner, channel in (("iris", iris_fit, pupil_fit, IRIS), ("pupil", pupil_fit, iris_fit, PUPIL)):
         if fit is None:
             continue
-        ev = evidence(fit, partner, name == "iris", frame_hw, gray, spread)
+        ev = evidence(fit, partner, name == "iris", gray, spread)
         confidence = scorer(name, ev)
         if confidence < scorer.drop_below[name]:
             continue
