@@ -17,8 +17,8 @@ import numpy as np
 
 from tracker.backends.base import Backend
 from tracker.fit.confidence import DEFAULT_CONFIDENCE, ConfidenceModel, confidence_for
-from tracker.fit.eye import EyeFit, FitConfig, fit_eye, warm_up
-from tracker.fit.smoothing import BoundarySmoother, SmoothingConfig
+from tracker.fit.eye import EyeFit, FitConfig, fit_eye, status_of, warm_up
+from tracker.fit.smoothing import BoundarySmoother, SessionPrior, SmoothingConfig
 from tracker.preprocess import Preprocessor
 from tracker.structures import Frame, FrameResult, Status
 
@@ -70,6 +70,7 @@ class Tracker:
         self._pre = Preprocessor(backend.input_hw)
         self._iris = BoundarySmoother(config.smoothing)
         self._pupil = BoundarySmoother(config.smoothing)
+        self._session = SessionPrior()
         self._input = self.input_buffers(1)[0]  # for __call__; run loops bring their own rings
         self.times = StageTimes()
         warm_up(backend.input_hw)  # the first frame would otherwise wait for the fitting code to compile
@@ -95,6 +96,7 @@ class Tracker:
         """Forget frame-to-frame state (call between unrelated clips)."""
         self._iris.reset()
         self._pupil.reset()
+        self._session.reset()
 
     def input_buffers(self, n: int) -> np.ndarray:
         """(n, 1, h, w, 1) float32: n slots of model input, one frame each (allocate once per run)."""
@@ -138,8 +140,10 @@ class Tracker:
         """(h, w, 2) edge probabilities (+ the (H, W) gray frame for refinement) -> EyeFit, smoothed when configured."""
         t0 = time.perf_counter()
         found = fit_eye(edges, frame_hw, self.config.fit, gray, self.config.confidence)
-        if self.config.smooth:
-            found = replace(found, iris=self._iris.update(found.iris), pupil=self._pupil.update(found.pupil))
+        if self.config.smooth:  # a video or camera: frames of one session
+            iris, pupil = self._session.update(found.iris, found.pupil)
+            iris, pupil = self._iris.update(iris), self._pupil.update(pupil)
+            found = replace(found, iris=iris, pupil=pupil, status=status_of(iris, pupil))
         self.times.fit_ms = (time.perf_counter() - t0) * 1e3
         return found
 

@@ -163,3 +163,27 @@ def test_ridge_points_never_write_past_their_outputs(threshold, poison):
 def test_fit_config_rejects_thresholds_no_edge_map_can_meet(threshold):
     with pytest.raises(ValueError, match="threshold"):
         FitConfig(threshold=threshold)
+
+
+def test_session_prior_untrusts_an_iris_off_the_session_size_but_not_a_saccade():
+    from tracker.fit.smoothing import SessionPrior
+
+    session = SessionPrior()
+    iris = lambda cx, r: Boundary(Ellipse.circle(cx, 100.0, r), 0.95, True)  # noqa: E731
+    for i in range(12):
+        session.update(iris(100.0 + i, 60.0 + 0.5 * (i % 3)), None)
+    assert session.update(iris(180.0, 61.0), None)[0].trusted  # a saccade: the eye moved, its size did not
+    assert not session.update(iris(120.0, 80.0), None)[0].trusted  # a limbus 33 % larger: a lid line or a frame
+    assert session.update(iris(120.0, 63.0), None)[0].trusted
+    session.reset()
+    assert session.update(iris(120.0, 80.0), None)[0].trusted  # a new clip may show another eye
+
+
+def test_session_prior_untrusts_a_pupil_that_jumps_in_size():
+    from tracker.fit.smoothing import SessionPrior
+
+    session = SessionPrior()
+    pupil = lambda r: Boundary(Ellipse.circle(100.0, 100.0, r), 0.95, True)  # noqa: E731
+    sizes = [20.0, 21.0, 22.0, 21.5, 35.0, 22.0, 22.5, 40.0]
+    trusted = [session.update(None, pupil(r))[1].trusted for r in sizes]
+    assert trusted == [True, True, True, True, False, True, True, False]

@@ -423,18 +423,18 @@ def fit_eye(
             e = refine_on_image(gray, e, edges[:, :, channel], config) or e
         found[name] = (Boundary(e, confidence, confidence >= scorer.trust_from[name]), ev)
     iris, pupil = found["iris"], found["pupil"]
-    status = _status(iris, pupil)
+    status = status_of(iris[0] if iris else None, pupil[0] if pupil else None)
     return EyeFit(
         iris[0] if iris else None, pupil[0] if pupil else None, status, iris[1] if iris else None,
         pupil[1] if pupil else None,
     )  # fmt: skip
 
 
-def _status(iris, pupil) -> Status:
+def status_of(iris: Boundary | None, pupil: Boundary | None) -> Status:
     """What a user can rely on: ok when both boundaries are trusted, the trusted one's status when only one is."""
     if iris is None and pupil is None:
         return Status.NO_IRIS
-    iris_ok, pupil_ok = iris is not None and iris[0].trusted, pupil is not None and pupil[0].trusted
+    iris_ok, pupil_ok = iris is not None and iris.trusted, pupil is not None and pupil.trusted
     if iris_ok and pupil_ok:
         return Status.OK
     if iris_ok:

@@ -1,9 +1,11 @@
-"""Frame-to-frame smoothing of fitted boundaries for videos and cameras (not for image folders)."""
+"""Across frames of a video or camera (not image folders): smoothing, and the sizes a session keeps constant."""
 
 from __future__ import annotations
 
+import collections
 import math
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, replace
 
 from tracker.structures import Boundary, Ellipse
 
@@ -57,3 +59,53 @@ def _jumped(prev: Ellipse, new: Ellipse, fraction: float) -> bool:
     """Whether the centre or size changed by more than `fraction` of the semi-major axis (at least 1 px)."""
     limit = max(1.0, fraction * max(prev.semi_major, new.semi_major))
     return math.hypot(new.cx - prev.cx, new.cy - prev.cy) > limit or abs(new.semi_major - prev.semi_major) > limit
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """What stays constant across a video: the iris's size; the pupil's size changes only slowly."""
+
+    window: int = 60  # trusted iris sizes remembered (frames)
+    established_after: int = 10  # trusted irises needed before the session size is used
+    # The limbus does not change size during a session; 15 % covers fitting noise and a head moving the eye
+    # closer to or further from the camera within a few frames.
+    max_iris_change: float = 0.15
+    # Pupil constriction peaks near 5 mm/s (light reflex); at 25 fps and a 3 mm radius that is < 0.2 mm or
+    # 7 % a frame; 30 % allows for noise and frame drops, not for a pupil that doubles between two frames.
+    max_pupil_change: float = 0.30
+
+
+class SessionPrior:
+    """Untrusts boundaries whose size breaks the session: an iris off the session's size, a pupil that jumps.
+
+    Positions may jump (saccades), sizes may not. `update()` per frame, `reset()` on a new clip.
+    """
+
+    def __init__(self, config: SessionConfig = SessionConfig()) -> None:
+        self.config = config
+        self._iris_sizes: collections.deque[float] = collections.deque(maxlen=config.window)
+        self._last_pupil: float | None = None
+
+    def reset(self) -> None:
+        """Forget the session (a new clip, a new person)."""
+        self._iris_sizes.clear()
+        self._last_pupil = None
+
+    def update(self, iris: Boundary | None, pupil: Boundary | None) -> tuple[Boundary | None, Boundary | None]:
+        """This frame's boundaries, each untrusted where its size is not the session's."""
+        if iris is not None and iris.trusted:
+            if len(self._iris_sizes) >= self.config.established_after:
+                usual = statistics.median(self._iris_sizes)
+                if abs(iris.ellipse.semi_major - usual) > self.config.max_iris_change * usual:
+                    iris = replace(iris, trusted=False)
+            if iris.trusted:
+                self._iris_sizes.append(iris.ellipse.semi_major)
+        if pupil is None or not pupil.trusted:
+            self._last_pupil = None
+            return iris, pupil
+        last, self._last_pupil = self._last_pupil, pupil.ellipse.semi_major
+        if last is not None and abs(pupil.ellipse.semi_major - last) > self.config.max_pupil_change * last:
+            # One frame of a jump is flagged; the next is compared with nothing, so a real change (a blink that
+            # reopens on another pupil size) costs a single frame.
+            pupil, self._last_pupil = replace(pupil, trusted=False), None
+        return iris, pupil
