@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from cli import bench, calibrate, evaluate, gpu, run, train
+from cli import batch, bench, calibrate, evaluate, gpu, run, train
 from tracker.errors import TrackerError
 
 
@@ -53,6 +53,7 @@ def main() -> None:
 
 for _command in (
     run.run,
+    batch.batch,
     evaluate.eval_command,
     calibrate.calibrate,
     bench.bench,
