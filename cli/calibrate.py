@@ -118,7 +118,14 @@ def calibrate(dev_data, extra_data, n_negatives, n_synthetic, out_path, report_d
     fitted, chosen = cal.calibrate(fit_sets, counts["negative_cal"], cal.AMBIGUOUS_KINDS)
     report = cal.report(fitted, sets, counts, cal.AMBIGUOUS_KINDS)
     target = Path(out_path) if out_path else calibration_path(model_path)
-    target.write_text(fitted.to_json() + "\n")
+    if not target.name.endswith(".json") or target.resolve() == model_path.with_suffix(".json").resolve():
+        raise TrackerError(
+            f"--out {target}: expected a .confidence.json file beside the model, not the model or its card"
+        )
+    try:
+        target.write_text(fitted.to_json() + "\n")
+    except OSError as exc:
+        raise TrackerError(f"cannot write the calibration {target}: {exc.strerror or exc}") from None
     folder = Path(report_dir)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.json").write_text(json.dumps({"chosen": chosen, **report}, indent=1) + "\n")

@@ -112,16 +112,20 @@ def load_tracker(model: str | None, backend: str, config, quiet: bool = False, c
     pipelined = ctx.params.get("pipelined", False)
     if not threads and (PIPELINED_BY_DEFAULT if pipelined is None else pipelined) and (os.cpu_count() or 1) > 1:
         threads = (os.cpu_count() or 2) - 1
-    loaded, notice = load_backend(Path(model) if model else None, backend, rebuild=rebuild, threads=threads)
-    if not quiet:
-        precision = getattr(loaded, "precision", None)  # OpenVINO: bf16 or fp32, chosen by measurement (docs/GPU.md)
-        click.echo(f"{notice}, {precision}" if precision else notice, err=True)
     from dataclasses import replace
 
     from tracker.fit.confidence import confidence_for
     from tracker.paths import default_model_path
 
+    # The calibration first: a broken one is an error before any backend is open.
     confidence = confidence or confidence_for(model or default_model_path())
+    loaded, notice = load_backend(Path(model) if model else None, backend, rebuild=rebuild, threads=threads)
+    if not quiet:
+        precision = getattr(loaded, "precision", None)  # OpenVINO: bf16 or fp32, chosen by measurement (docs/GPU.md)
+        click.echo(f"{notice}, {precision}" if precision else notice, err=True)
+        if not confidence.weights:
+            click.echo("this model has no confidence calibration: nothing it reports is 'trusted' in the calibrated "
+                       "sense (run iristrack calibrate)", err=True)  # fmt: skip
     return Tracker(loaded, replace(config, confidence=confidence))
 
 

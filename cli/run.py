@@ -87,7 +87,7 @@ def run(
         video, truth_csv = _demo_clip(Path("out"))
         source = str(video)
     outputs = {"--out": jsonl, "--csv": csv_path, "--video-out": video_out}
-    check_output_paths(outputs, _input_files(source, model))
+    check_output_paths(outputs, [*_input_files(source, model), *([truth_csv] if truth_csv else [])])
     camera = CameraOptions(width=width, height=height, fps=camera_fps, exposure=exposure)
     inline = PIPELINED_BY_DEFAULT if pipelined is None else pipelined
     report = ClipReport(truth_csv)
@@ -98,7 +98,8 @@ def run(
         src = stack.enter_context(
             open_source(source, realtime=realtime, camera=camera, on_skip=_print_skip, prefetch=not inline)
         )
-        folder_like = not src.is_live and src.fps is None
+        # Images are unrelated frames (no smoothing, no session), also when replayed at a pace (--realtime).
+        folder_like = _is_image_source(source)
         config = _tracker_config(shape, threshold, not no_smooth and not folder_like)
         tracker = stack.enter_context(load_tracker(model, backend, config, quiet))
         sink = stack.enter_context(_open_sinks(jsonl, csv_path, video_out, window, src.fps))
@@ -113,10 +114,12 @@ def run(
 
 def _input_files(source: str, model: str | None) -> list[Path]:
     """The files a run reads (the source file, the images of a folder or glob, the model): never outputs."""
+    from tracker.fit.confidence import calibration_path
     from tracker.io.images import list_images
     from tracker.paths import default_model_path
 
-    files = [Path(model) if model else default_model_path()]
+    model_path = Path(model) if model else default_model_path()
+    files = [model_path, model_path.with_suffix(".json"), calibration_path(model_path)]
     path = Path(source).expanduser()
     if path.is_file():
         files.append(path)
@@ -125,6 +128,14 @@ def _input_files(source: str, model: str | None) -> list[Path]:
     elif set("*?[") & set(source):
         files += [Path(p) for p in glob.glob(str(path), recursive=True)]
     return files
+
+
+def _is_image_source(source: str) -> bool:
+    """A folder, a glob or a single image: frames without a clock."""
+    from tracker.io.images import is_image_name
+
+    path = Path(source).expanduser()
+    return path.is_dir() or bool(set("*?[") & set(source)) or (path.is_file() and is_image_name(path))
 
 
 def _print_skip(message: str) -> None:
@@ -162,7 +173,8 @@ def _print_summary(summary, source: str, backend: str, report, written: list[str
     click.echo(
         f"iris detected in {100 * summary.iris_detected / n:.1f}% of frames, pupil in "
         f"{100 * summary.pupil_detected / n:.1f}%; trusted (right 99 % of the time at this confidence on held-out "
-        f"data): iris {100 * summary.iris_trusted / n:.1f}%, pupil {100 * summary.pupil_trusted / n:.1f}%"
+        f"data, where the model has a calibration): iris {100 * summary.iris_trusted / n:.1f}%, pupil "
+        f"{100 * summary.pupil_trusted / n:.1f}%"
     )
     for line in report.lines():
         click.echo(line)

@@ -21,6 +21,7 @@ GROSS_ERROR = 0.10  # centre off by more than this share of the true radius: gro
 RIGHT_SHARE_AT_TRUST = 0.99  # the documented promise: at or above trust_from, a boundary is right 99 % of the time
 NEGATIVE_SHARE_AT_DROP = 0.01  # at most this share of images without an eye may keep any boundary
 BOUNDARIES = ("iris", "pupil")
+NOTHING_TRUSTED = float(np.nextafter(1.0, 2.0))  # above any confidence, even a saturated 1.0
 # Every boundary the fit finds, reported with its evidence: what calibration learns from.
 REPORT_ALL = ConfidenceModel(drop_below={"iris": 0.0, "pupil": 0.0}, source="report all (calibration)")
 
@@ -86,12 +87,12 @@ def trust_threshold(conf: np.ndarray, right: np.ndarray, share: float = RIGHT_SH
     precision = np.cumsum(r) / np.arange(1, len(r) + 1)
     ok = np.flatnonzero(precision >= share)
     if not ok.size:  # no threshold reaches the share: none of these boundaries may be trusted
-        return float(np.nextafter(c[0], 1.0)) if len(c) else 0.0
+        return NOTHING_TRUSTED if len(c) else 0.0
     # The deepest prefix that still meets the share, cut at a confidence boundary (ties all in or all out).
     for i in ok[::-1]:
         if i + 1 == len(c) or c[i + 1] < c[i]:
             return float(c[i])
-    return 1.0
+    return NOTHING_TRUSTED
 
 
 def _negative_keeps(drop: dict[str, float], negatives: dict[str, list[tuple[str, float]]]) -> int:
@@ -160,7 +161,8 @@ def calibrate(
     )
     eye = [(c, s) for c, s in zip(conf, samples, strict=True) if not s.set_name.startswith("negative")]
     drop = choose_drop(np.array([c for c, _ in eye]), [s for _, s in eye], negatives, negative_images - n_ambiguous)
-    drop = {b: min(drop[b], trust[b]) for b in BOUNDARIES}
+    # Trusting below the drop threshold would report again what was dropped to keep eye-free images clean.
+    trust = {b: max(trust[b], drop[b]) for b in BOUNDARIES}
     chosen = {
         "trust_from": trust,
         "trust_from_per_set": per_set,
@@ -303,6 +305,9 @@ def negative_outcome(model: ConfidenceModel, samples: Sequence[Labelled], n_imag
     def ok(found):
         return len(found) == 2 and all(c >= model.trust_from[b] for b, c in found.items())
 
+    def any_trusted(found):
+        return any(c >= model.trust_from[b] for b, c in found.items())
+
     plain = {k: v for k, v in per_image.items() if not any(a in k for a in ambiguous)}
     n_ambiguous = sum(any(a in k for a in ambiguous) for k in per_image)
     return {
@@ -311,6 +316,7 @@ def negative_outcome(model: ConfidenceModel, samples: Sequence[Labelled], n_imag
         "images_with_any_boundary_not_ambiguous": sum(map(kept, plain.values())),
         "ambiguous_images_found": n_ambiguous,
         "images_ok": sum(map(ok, per_image.values())),
+        "images_with_a_trusted_boundary": sum(map(any_trusted, per_image.values())),
         "kept": sorted(k for k, v in per_image.items() if kept(v)),
     }
 

@@ -87,9 +87,9 @@ class Tracker:
         from tracker.backends.select import load_backend
         from tracker.paths import default_model_path
 
-        loaded, _notice = load_backend(Path(model) if model else None, backend, **backend_options)
-        if config.confidence is DEFAULT_CONFIDENCE:
+        if config.confidence is DEFAULT_CONFIDENCE:  # read first: a broken calibration fails before the backend opens
             config = replace(config, confidence=confidence_for(model or default_model_path()))
+        loaded, _notice = load_backend(Path(model) if model else None, backend, **backend_options)
         return cls(loaded, config)
 
     def reset(self) -> None:

@@ -99,7 +99,10 @@ class _StopSignals:
     def __enter__(self) -> _StopSignals:
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
-                if signal.getsignal(sig) is not signal.SIG_IGN:
+                previous = signal.getsignal(sig)
+                # Not over an ignored signal (nohup), nor over a handler installed outside Python (it could not
+                # be put back: getsignal says None).
+                if previous is not signal.SIG_IGN and previous is not None:
                     self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -133,6 +136,15 @@ class _InferenceThread:
         """True while the worker runs."""
         return self._thread.is_alive()
 
+    def _join(self, timeout_s: float) -> None:
+        """Join for up to timeout_s; a second stop signal meanwhile does not cut the wait (the backend is in use)."""
+        deadline = time.perf_counter() + timeout_s
+        while self._thread.is_alive() and (left := deadline - time.perf_counter()) > 0:
+            try:
+                self._thread.join(timeout=left)
+            except (_Stop, KeyboardInterrupt):
+                continue
+
     def __enter__(self) -> _InferenceThread:
         self._thread.start()
         return self
@@ -140,10 +152,10 @@ class _InferenceThread:
     def __exit__(self, *exc: object) -> None:
         self._stop()
         if self._wake is not None:
-            self._thread.join(timeout=_WAKE_AFTER_S)
+            self._join(_WAKE_AFTER_S)
             if self._thread.is_alive():  # waiting on a source that has no frame yet (a stalled camera)
                 self._wake()
-        self._thread.join(timeout=JOIN_TIMEOUT_S)
+        self._join(JOIN_TIMEOUT_S)
         if self._thread.is_alive():
             raise TrackerError(
                 f"the inference thread did not stop within {JOIN_TIMEOUT_S:g} s of the end of the run "

@@ -187,3 +187,14 @@ def test_session_prior_untrusts_a_pupil_that_jumps_in_size():
     sizes = [20.0, 21.0, 22.0, 21.5, 35.0, 22.0, 22.5, 40.0]
     trusted = [session.update(None, pupil(r))[1].trusted for r in sizes]
     assert trusted == [True, True, True, True, False, True, True, False]
+
+
+def test_session_prior_starts_a_new_session_when_the_size_changes_for_good():
+    from tracker.fit.smoothing import SessionPrior
+
+    session = SessionPrior()
+    iris = lambda r: Boundary(Ellipse.circle(100.0, 100.0, r), 0.95, True)  # noqa: E731
+    for _ in range(10):
+        session.update(iris(40.0), None)
+    trusted = [session.update(iris(50.0), None)[0].trusted for _ in range(30)]
+    assert not trusted[0] and all(trusted[12:])  # a zoom or a cut: refused for a few frames, then the new size

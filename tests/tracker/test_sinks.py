@@ -216,3 +216,45 @@ def test_window_keys():
     assert c.snapshot_requested
     c.handle_key(0x100000 | ord("q"))  # waitKey may set modifier bits above the low byte
     assert c.wants_quit
+
+
+@pytest.mark.parametrize("image", [None, np.zeros((16, 16, 2), np.uint8), np.zeros((16, 16), np.int32)])
+def test_an_unreadable_frame_draws_a_black_canvas_with_its_status(image):
+    result = FrameResult("x", 0, None, None, None, Status.BAD_FRAME, 0.0)
+    out = draw_overlay(image, result)
+    assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+
+
+def test_a_failed_line_write_leaves_no_hole_for_the_next(tmp_path):
+    from tracker.io.sinks import LineFile
+
+    path = tmp_path / "r.txt"
+    f = LineFile(path)
+    f.write_line(b"one\n")
+
+    class Full:
+        def __init__(self, inner):
+            self.inner, self.calls = inner, 0
+
+        def write(self, view):
+            self.calls += 1
+            if self.calls == 1:
+                return self.inner.write(view[:2])  # half a line reaches the disk, then the disk is full
+            raise OSError(28, "No space left on device")
+
+        def fileno(self):
+            return self.inner.fileno()
+
+        def seek(self, pos):
+            return self.inner.seek(pos)
+
+        def close(self):
+            self.inner.close()
+
+    f._file = Full(f._file)
+    with pytest.raises(TrackerError, match="No space left"):
+        f.write_line(b"two\n")
+    f._file = f._file.inner
+    f.write_line(b"three\n")
+    f.close()
+    assert path.read_bytes() == b"one\nthree\n"

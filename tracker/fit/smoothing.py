@@ -84,22 +84,38 @@ class SessionPrior:
     def __init__(self, config: SessionConfig = SessionConfig()) -> None:
         self.config = config
         self._iris_sizes: collections.deque[float] = collections.deque(maxlen=config.window)
+        self._rejected: list[float] = []  # trusted irises in a row that the session's size refused
         self._last_pupil: float | None = None
 
     def reset(self) -> None:
         """Forget the session (a new clip, a new person)."""
         self._iris_sizes.clear()
+        self._rejected.clear()
         self._last_pupil = None
+
+    def _restart_if_consistent(self) -> None:
+        """Enough refused irises in a row that agree with each other: a cut, a zoom or another eye; a new session."""
+        if len(self._rejected) < self.config.established_after:
+            return
+        usual = statistics.median(self._rejected)
+        if all(abs(r - usual) <= self.config.max_iris_change * usual for r in self._rejected):
+            self._iris_sizes.clear()
+            self._iris_sizes.extend(self._rejected)
+        self._rejected.clear()
 
     def update(self, iris: Boundary | None, pupil: Boundary | None) -> tuple[Boundary | None, Boundary | None]:
         """This frame's boundaries, each untrusted where its size is not the session's."""
         if iris is not None and iris.trusted:
+            size = iris.ellipse.semi_major
             if len(self._iris_sizes) >= self.config.established_after:
                 usual = statistics.median(self._iris_sizes)
-                if abs(iris.ellipse.semi_major - usual) > self.config.max_iris_change * usual:
+                if abs(size - usual) > self.config.max_iris_change * usual:
                     iris = replace(iris, trusted=False)
+                    self._rejected.append(size)
+                    self._restart_if_consistent()
             if iris.trusted:
-                self._iris_sizes.append(iris.ellipse.semi_major)
+                self._iris_sizes.append(size)
+                self._rejected.clear()
         if pupil is None or not pupil.trusted:
             self._last_pupil = None
             return iris, pupil

@@ -13,6 +13,16 @@ IRIS_BGR = (0, 255, 0)
 PUPIL_BGR = (255, 0, 255)
 TEXT_BGR = (255, 255, 255)
 _SHIFT = 4  # cv2 drawing with 4 fractional bits: 1/16 px precision
+BAD_FRAME_CANVAS_HW = (240, 320)  # a video sink resizes it to the video's size
+
+
+def _showable(image) -> bool:
+    return (
+        isinstance(image, np.ndarray)
+        and image.size > 0
+        and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4)))
+        and (image.dtype == np.uint8 or image.dtype == np.uint16 or np.issubdtype(image.dtype, np.floating))
+    )
 
 
 def to_bgr8(image: np.ndarray) -> np.ndarray:
@@ -51,8 +61,12 @@ def _put_text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, co
 
 
 def draw_overlay(image: np.ndarray, result: FrameResult, *, fps: float | None = None, text: bool = True) -> np.ndarray:
-    """(H, W[, 3|4]) uint8/uint16 frame -> new (H, W, 3) uint8 BGR with iris (green) and pupil (magenta) drawn."""
-    img = to_bgr8(image)
+    """(H, W[, 3|4]) uint8/uint16 frame -> new (H, W, 3) uint8 BGR with iris (green) and pupil (magenta) drawn.
+
+    A frame that cannot be shown (unreadable, 2-channel, another pixel type) gives a black canvas with its
+    status, so a bad_frame still has its place in the video and the window.
+    """
+    img = to_bgr8(image) if _showable(image) else np.zeros(BAD_FRAME_CANVAS_HW + (3,), np.uint8)
     h, w = img.shape[:2]
     thickness = max(1, round(min(h, w) / 240))
     if result.iris is not None:

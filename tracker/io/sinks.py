@@ -161,6 +161,7 @@ class LineFile:
         except OSError as exc:
             with contextlib.suppress(OSError):  # a device such as /dev/full cannot be truncated: nothing to cut
                 os.ftruncate(self._file.fileno(), self._whole_bytes)
+                self._file.seek(self._whole_bytes)  # a caller that writes on must not leave a hole
             raise TrackerError(f"cannot write results to {self.path}: {exc.strerror or exc}") from None
         self._whole_bytes += len(line)
 
