@@ -213,19 +213,57 @@ def _count_lines(path: str) -> int:
 
 
 def load_backend_for(options: BatchOptions):
-    """The backend a worker uses for all its inputs."""
-    if options.backend_factory is not None:
-        return options.backend_factory()
-    from tracker.backends.select import load_backend
+    """The backend a worker uses for all its inputs, and its model's confidence calibration.
 
-    model = Path(options.model) if options.model else None
-    return load_backend(model, options.backend, rebuild=options.rebuild, threads=options.threads)[0]
+    The calibration is read first (as `iristrack run` does): a broken one fails before a backend opens.
+    """
+    from tracker.fit.confidence import confidence_for
+    from tracker.paths import default_model_path
+
+    confidence = confidence_for(options.model or default_model_path())
+    if options.backend_factory is not None:
+        backend = options.backend_factory()
+    else:
+        from tracker.backends.select import load_backend
+
+        model = Path(options.model) if options.model else None
+        backend = load_backend(model, options.backend, rebuild=options.rebuild, threads=options.threads)[0]
+    return _Loaded(backend, confidence)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A worker's backend and its model's confidence calibration."""
+
+    backend: object
+    confidence: object
+
+    def close(self) -> None:
+        """Release the backend."""
+        self.backend.close()
+
+
+def _is_image_source(spec: str) -> bool:
+    """A folder, a glob or a single image: frames without a clock, never smoothed (as `iristrack run`)."""
+    from tracker.io.images import is_image_name
+
+    path = Path(spec).expanduser()
+    return path.is_dir() or bool(_GLOB_CHARS & set(spec)) or (path.is_file() and is_image_name(path))
+
+
+def _protected_files(job: Job, options: BatchOptions) -> list[Path]:
+    """Files an output must never be: the input itself, the model, its card and its calibration."""
+    from tracker.fit.confidence import calibration_path
+    from tracker.paths import default_model_path
+
+    model = Path(options.model) if options.model else default_model_path()
+    return [Path(job.source), model, model.with_suffix(".json"), calibration_path(model)]
 
 
 def process_input(
     job: Job,
     options: BatchOptions,
-    backend,
+    loaded: _Loaded,
     *,
     on_frames: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -235,9 +273,8 @@ def process_input(
     Never raises for a bad input: the error is in the result (status failed). An interrupted run (signal,
     `should_stop`) leaves its `.partial` files as they are (status interrupted).
     """
-    from tracker.fit.confidence import confidence_for
+    from tracker.io.sinks import check_output_paths
     from tracker.io.sources import open_source
-    from tracker.paths import default_model_path
     from tracker.pipeline import Tracker
     from tracker.run import run
 
@@ -253,11 +290,14 @@ def process_input(
 
     result = InputResult(job.source, "failed", outputs=dict(job.outputs))
     try:
+        finals = {f"--{kind}": path for kind, path in job.outputs.items()}
+        check_output_paths(
+            finals | {k + PARTIAL_SUFFIX: _partial(p) for k, p in finals.items()}, _protected_files(job, options)
+        )
         with open_source(job.source, on_skip=notes.append, prefetch=not options.pipelined) as src:
-            folder_like = not src.is_live and src.fps is None  # as `iristrack run`: no smoothing across images
-            config = replace(options.config, smooth=options.config.smooth and not folder_like)
-            config = replace(config, confidence=confidence_for(options.model or default_model_path()))
-            tracker = Tracker(backend, config)  # shares the worker's backend; a new smoother per input
+            smooth = options.config.smooth and not _is_image_source(job.source)
+            config = replace(options.config, smooth=smooth, confidence=loaded.confidence)
+            tracker = Tracker(loaded.backend, config)  # shares the worker's backend; a new smoother per input
             with _open_sinks(job, src.fps) as sink:
                 summary = run(
                     src, tracker, sink, pipelined=options.pipelined, on_result=counted, should_stop=should_stop
@@ -470,19 +510,19 @@ class _DriverSignals:
 
 def _run_here(jobs, todo, options, collect, reporter, signals) -> None:
     """workers=0: every input in this process, one after another (the run loop handles signals itself)."""
-    backend = load_backend_for(options)
+    loaded = load_backend_for(options)
     try:
         for i in todo:
             if signals.requested:
                 return
             # The run loop puts its own stop handlers over ours while it runs, and puts ours back.
-            result = process_input(jobs[i], options, backend, on_frames=lambda n: reporter.frames(None, n))
+            result = process_input(jobs[i], options, loaded, on_frames=lambda n: reporter.frames(None, n))
             collect(i, result)
             if result.status == "interrupted":
                 signals.signum = signals.signum or _signum(result.error) or signal.SIGINT
                 return
     finally:
-        backend.close()
+        loaded.close()
 
 
 # --- worker processes -----------------------------------------------------------------------------
@@ -494,7 +534,7 @@ def _worker_main(conn, options: BatchOptions, parent_pid: int) -> None:
         if sig != signal.SIGTERM:  # the driver passes every stop on as SIGTERM
             signal.signal(sig, signal.SIG_IGN)
     try:
-        backend = load_backend_for(options)
+        loaded = load_backend_for(options)
     except Exception as exc:
         conn.send(("init_failed", str(exc) if isinstance(exc, TrackerError) else f"{type(exc).__name__}: {exc}"))
         return
@@ -508,11 +548,11 @@ def _worker_main(conn, options: BatchOptions, parent_pid: int) -> None:
             if job is None or orphaned():
                 return
             result = process_input(
-                job, options, backend, on_frames=lambda n: conn.send(("frames", n)), should_stop=orphaned
+                job, options, loaded, on_frames=lambda n: conn.send(("frames", n)), should_stop=orphaned
             )
             conn.send(("done", result))
     finally:
-        backend.close()
+        loaded.close()
 
 
 class _Worker:
