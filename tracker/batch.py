@@ -680,11 +680,12 @@ def _run_on_ray(jobs, todo, options, address, collect, reporter, signals) -> Non
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=None if address == "local" else address, log_to_driver=False, include_dashboard=False)
-    # One core per task: a task's run loop uses two threads (decode + fit, inference); threads=1 keeps
-    # the backend from oversubscribing a node that runs one task per core.
+    # A task takes the cores of one local worker (CORES_PER_WORKER, measured): its pipelined run loop keeps
+    # one core decoding and fitting and gives the backend the rest, so a node never runs more busy threads
+    # than it has cores.
     if not options.threads and options.backend_factory is None:
-        options = replace(options, threads=1)
-    remote = ray.remote(num_cpus=1, max_retries=RAY_MAX_RETRIES, retry_exceptions=False)(_ray_task)
+        options = replace(options, threads=max(1, CORES_PER_WORKER - 1))
+    remote = ray.remote(num_cpus=CORES_PER_WORKER, max_retries=RAY_MAX_RETRIES, retry_exceptions=False)(_ray_task)
     options_ref = ray.put(options)
     refs = {remote.remote(jobs[i], options_ref): i for i in todo}
     try:
