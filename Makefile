@@ -19,9 +19,9 @@ $(VENV)/.runtime: pyproject.toml | $(VENV)/bin/python
 	$(GUI_SWAP)
 	touch $@
 
-# Everything the tests exercise: training and export need TensorFlow.
+# Everything the tests exercise: training and export need TensorFlow, the cluster test a local Ray.
 $(VENV)/.test: pyproject.toml | $(VENV)/bin/python
-	$(PIP) -e ".[fast,train,dev]"
+	$(PIP) -e ".[fast,train,dev,ray]"
 	$(GUI_SWAP)
 	touch $@ $(VENV)/.runtime
 
