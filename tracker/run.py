@@ -82,8 +82,9 @@ class _StopSignals:
     nohup keeps ignoring SIGHUP and SIGINT).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_first: Callable[[], None] | None = None) -> None:
         self.signum: int | None = None
+        self._on_first = on_first  # tells a sink that may block (a paused window) to let go
         self._previous: dict[int, object] = {}
 
     @property
@@ -95,6 +96,8 @@ class _StopSignals:
         if self.signum is not None:
             raise _Stop
         self.signum = signum
+        if self._on_first is not None:
+            self._on_first()
 
     def __enter__(self) -> _StopSignals:
         if threading.current_thread() is threading.main_thread():
@@ -221,7 +224,7 @@ def run(
         )
 
     t0 = time.perf_counter()
-    signals = _StopSignals()
+    signals = _StopSignals(getattr(sink, "request_quit", None))
     try:
         with signals:
             stop_requested = lambda: signals.requested  # noqa: E731

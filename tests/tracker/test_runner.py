@@ -468,3 +468,28 @@ def test_video_sink_closed_by_the_caller_after_an_interrupt(tmp_path):
     cap = cv2.VideoCapture(str(mp4))
     assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
     cap.release()
+
+
+def test_a_stop_signal_releases_a_sink_that_blocks_like_a_paused_window(tmp_path):
+    folder = pixel_frames(tmp_path / "frames", 20)
+
+    class PausedSink(ListSink):
+        quit = False
+
+        def write(self, frame, result):
+            super().write(frame, result)
+            while len(self.indices) == 3 and not self.quit:  # paused after the third frame
+                time.sleep(0.01)
+
+        def request_quit(self):
+            self.quit = True
+
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    sink = PausedSink()
+    with open_source(str(folder), prefetch=False) as src:
+        timer.start()
+        t0 = time.perf_counter()
+        summary = runner.run(src, Tracker(StubBackend()), MultiSink([sink]), pipelined=True)
+    timer.join()
+    assert summary.interrupted and summary.stop_signal == signal.SIGTERM and time.perf_counter() - t0 < 3
+    assert sink.indices == [0, 1, 2]

@@ -226,6 +226,12 @@ class MultiSink(ClosingSink):
         """True when any sink (a window) asks the run loop to stop."""
         return any(getattr(s, "wants_quit", False) for s in self.sinks)
 
+    def request_quit(self) -> None:
+        """Ask every sink that can block (a paused window) to let the run end."""
+        for sink in self.sinks:
+            if hasattr(sink, "request_quit"):
+                sink.request_quit()
+
     def write(self, frame: Frame, result: FrameResult) -> None:
         """Pass the pair to every sink in order."""
         for sink in self.sinks:

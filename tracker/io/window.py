@@ -98,6 +98,10 @@ class WindowSink(ClosingSink):
         """True once the user pressed q/Esc or closed the window; the run loop stops on it."""
         return self.controls.wants_quit
 
+    def request_quit(self) -> None:
+        """End a pause and make the run stop (a stop signal arrived): called from the signal handler."""
+        self.controls.wants_quit = True
+
     def write(self, frame: Frame, result: FrameResult) -> None:
         """Show the overlay, handle keys; blocks here while paused."""
         overlay = draw_overlay(frame.image, result, fps=self._rate.tick())
