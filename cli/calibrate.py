@@ -115,7 +115,9 @@ def calibrate(dev_data, extra_data, n_negatives, n_synthetic, out_path, report_d
         sets[name], counts[name] = cal.collect(tracker, name, items)
         click.echo(f"{name}: {counts[name]} images, {len(sets[name])} boundaries found", err=True)
     fit_sets = {k: v for k, v in sets.items() if k.endswith("_cal") or k == "dev_val"}
-    fitted, chosen = cal.calibrate(fit_sets, counts["negative_cal"], cal.AMBIGUOUS_KINDS)
+    settings = tracker.config.fit
+    fit = {"threshold": settings.threshold, "shape": settings.shape, "refine": list(settings.refine)}
+    fitted, chosen = cal.calibrate(fit_sets, counts["negative_cal"], cal.AMBIGUOUS_KINDS, fit)
     report = cal.report(fitted, sets, counts, cal.AMBIGUOUS_KINDS)
     target = Path(out_path) if out_path else calibration_path(model_path)
     if not target.name.endswith(".json") or target.resolve() == model_path.with_suffix(".json").resolve():

@@ -123,6 +123,11 @@ def load_tracker(model: str | None, backend: str, config, quiet: bool = False, c
     if not quiet:
         precision = getattr(loaded, "precision", None)  # OpenVINO: bf16 or fp32, chosen by measurement (docs/GPU.md)
         click.echo(f"{notice}, {precision}" if precision else notice, err=True)
+        measured = confidence.measured.get("fit") or {}
+        used = {"threshold": config.fit.threshold, "shape": config.fit.shape, "refine": list(config.fit.refine)}
+        if measured and any(measured.get(k) != v for k, v in used.items()):
+            click.echo(f"note: the confidence was calibrated with {measured}, this run uses {used}: its 'trusted' "
+                       "flags are not calibrated for these settings", err=True)  # fmt: skip
         if not confidence.weights:
             click.echo("this model has no confidence calibration: nothing it reports is 'trusted' in the calibrated "
                        "sense (run iristrack calibrate)", err=True)  # fmt: skip

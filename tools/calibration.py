@@ -129,7 +129,7 @@ def choose_drop(
 
 
 def calibrate(
-    sets: dict[str, Sequence[Labelled]], negative_images: int, ambiguous: Sequence[str] = ()
+    sets: dict[str, Sequence[Labelled]], negative_images: int, ambiguous: Sequence[str] = (), fit: dict | None = None
 ) -> tuple[ConfidenceModel, dict]:
     """Fit the model on all calibration sets and choose per-boundary thresholds; returns (model, what was chosen).
 
@@ -170,6 +170,7 @@ def calibrate(
         "calibration_boundaries": len(samples),
         "calibration_negative_images": negative_images,
         "ambiguous_negative_images": n_ambiguous,
+        "fit": fit or {},  # the fit settings the evidence was measured with (a run with others is not calibrated)
     }
     return ConfidenceModel(weights, drop, trust, "calibrated", chosen), chosen
 

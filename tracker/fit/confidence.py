@@ -115,7 +115,7 @@ class ConfidenceModel:
                 raise ValueError("each weight vector needs an intercept and one coefficient per feature")
             drop = {k: float(doc["drop_below"][k]) for k in ("iris", "pupil")}
             trust = {k: float(doc["trust_from"][k]) for k in ("iris", "pupil")}
-            return cls(weights, drop, trust, str(path))
+            return cls(weights, drop, trust, str(path), dict(doc.get("measured") or {}))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"cannot read the confidence calibration {path}: {exc}") from None
 
