@@ -35,6 +35,7 @@ from tracker.structures import Ellipse
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".pgm", ".npy")  # lossless only: a JPEG mask has no exact edge
 BOUNDARY_SAMPLES = 360  # ground-truth points for the boundary error (one per degree of parametric angle)
 HIT_FRACTION = 0.05  # a detection is a hit when its centre is within 5% of the gt semi-major axis
+WITHIN_PX = 2.0  # "within 2 px": a detection whose centre is at most this far from the gt centre
 IOU_GRID = 400  # samples per side of the intersection box: area error well below 0.5%
 ELLIPSE_COLUMNS = ("cx", "cy", "semi_major", "semi_minor", "angle_deg")
 
@@ -113,6 +114,7 @@ class BoundaryStats:
     boundary_err_px: list[float] = field(default_factory=list)
     iou: list[float] = field(default_factory=list)
     hits: int = 0
+    within: int = 0  # detections with centre error <= WITHIN_PX
 
     def add(self, gt: Ellipse | None, pred: Ellipse | None) -> None:
         """Score one image; images without ground truth are not counted."""
@@ -121,20 +123,29 @@ class BoundaryStats:
         self.n += 1
         if pred is None:
             return
-        self.center_err_px.append(center_error_px(gt, pred))
+        err = center_error_px(gt, pred)
+        self.center_err_px.append(err)
+        self.within += err <= WITHIN_PX
         self.boundary_err_px.append(boundary_error_px(gt, pred))
         self.iou.append(ellipse_iou(gt, pred))
         self.hits += is_hit(gt, pred)
 
     def to_dict(self) -> dict:
-        """{"n", "detected", "center_err_px", "boundary_err_px", "iou", "hit_rate"}; stats over detections."""
+        """{"n", "detected", "center_err_px", "boundary_err_px", "iou", "hit_rate", "within_2px_rate", "missed_rate"}.
+
+        The error and IoU summaries are over detections; the three rates are over all `n` scored images (a
+        missed boundary is neither a hit nor within 2 px); missed_rate is the share not detected.
+        """
+        detected = len(self.center_err_px)
         return {
             "n": self.n,
-            "detected": len(self.center_err_px),
+            "detected": detected,
             "center_err_px": _summary(self.center_err_px),
             "boundary_err_px": _summary(self.boundary_err_px),
             "iou": _summary(self.iou),
             "hit_rate": self.hits / self.n if self.n else None,
+            "within_2px_rate": self.within / self.n if self.n else None,
+            "missed_rate": (self.n - detected) / self.n if self.n else None,
         }
 
 
@@ -158,9 +169,9 @@ def format_table(results: dict[str, dict]) -> str:
     """{method: evaluate() result} -> Markdown table, one row per method and boundary."""
     header = (
         "| method | boundary | n | detected % | centre median px | centre mean px | centre p95 px "
-        "| boundary median px | IoU median | hit rate % |"
+        "| boundary median px | IoU median | hit rate % | centre <= 2 px % | missed % |"
     )
-    lines = [header, "|" + "---|" * 10]
+    lines = [header, "|" + "---|" * 12]
     for method, result in results.items():
         for boundary in ("iris", "pupil"):
             b = result[boundary]
@@ -177,6 +188,8 @@ def format_table(results: dict[str, dict]) -> str:
                 _fmt(b["boundary_err_px"]["median"]),
                 _fmt(b["iou"]["median"], 1, 3),
                 _fmt(b["hit_rate"], 100, 1),
+                _fmt(b.get("within_2px_rate"), 100, 1),
+                _fmt(b.get("missed_rate"), 100, 1),
             ]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
