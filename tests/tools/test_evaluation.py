@@ -165,7 +165,16 @@ def test_evaluate_schema_and_counts():
     assert set(result) == {"images", "iris", "pupil"}
     assert result["images"] == 3
     for b in ("iris", "pupil"):
-        assert set(result[b]) == {"n", "detected", "center_err_px", "boundary_err_px", "iou", "hit_rate"}
+        assert set(result[b]) == {
+            "n",
+            "detected",
+            "center_err_px",
+            "boundary_err_px",
+            "iou",
+            "hit_rate",
+            "within_2px_rate",
+            "missed_rate",
+        }
         for k in ("center_err_px", "boundary_err_px", "iou"):
             assert set(result[b][k]) == STAT_KEYS
     iris, pupil = result["iris"], result["pupil"]
@@ -187,6 +196,31 @@ def test_evaluate_with_no_detections_gives_null_stats():
     assert result["iris"]["center_err_px"] == {"median": None, "mean": None, "p95": None}
 
 
+def test_within_2px_and_missed_rates_count_every_scored_image():
+    img = np.zeros((100, 100), np.uint8)
+    gt = Ellipse.circle(50, 50, 30)
+    items = [EvalItem(str(i), img, gt, None) for i in range(4)]
+    preds = iter(
+        [
+            (Ellipse.circle(51.5, 50, 30), None),  # 1.5 px: within 2 px and a hit (<= 1.5 px = 5 % of 30)
+            (Ellipse.circle(50, 52, 30), None),  # exactly 2 px: within 2 px, not a hit
+            (Ellipse.circle(53, 50, 30), None),  # 3 px: neither
+            (None, None),  # missed: counts in n, neither within 2 px nor a hit
+        ]
+    )
+    result = evaluate(items, lambda image: next(preds))
+    iris, pupil = result["iris"], result["pupil"]
+    assert (iris["n"], iris["detected"]) == (4, 3)
+    assert iris["within_2px_rate"] == pytest.approx(0.5)
+    assert iris["missed_rate"] == pytest.approx(0.25)
+    assert iris["hit_rate"] == pytest.approx(0.25)
+    assert pupil["n"] == 0 and pupil["within_2px_rate"] is None and pupil["missed_rate"] is None
+    table = format_table({"m": result})
+    assert table.splitlines()[0].endswith("| hit rate % | centre <= 2 px % | missed % |")
+    assert "| m | iris | 4 | 75.0 |" in table
+    assert table.splitlines()[2].endswith("| 25.0 | 50.0 | 25.0 |")
+
+
 def test_format_table_has_a_row_per_method_and_boundary():
     perfect = evaluate(_items(), lambda image: (Ellipse.circle(50, 50, 30), Ellipse.circle(50, 50, 10)))
     nothing = evaluate(_items(), lambda image: (None, None))
@@ -196,6 +230,8 @@ def test_format_table_has_a_row_per_method_and_boundary():
     assert len(lines) == 2 + 4
     assert "| neural | iris | 3 | 100.0 |" in table
     assert "| classical | pupil | 2 | 0.0 | - |" in table
+    assert "| neural | pupil | 2 | 100.0 |" in table and table.splitlines()[3].endswith("| 100.0 | 100.0 | 0.0 |")
+    assert lines[-1].endswith("| 0.0 | 0.0 | 100.0 |")  # classical pupil: hit rate, within 2 px, missed
 
 
 # --------------------------------------------------------------------------------------------- datasets

@@ -493,3 +493,26 @@ def test_a_stop_signal_releases_a_sink_that_blocks_like_a_paused_window(tmp_path
     timer.join()
     assert summary.interrupted and summary.stop_signal == signal.SIGTERM and time.perf_counter() - t0 < 3
     assert sink.indices == [0, 1, 2]
+
+
+def test_pipelined_and_sequential_agree_on_real_fits(tmp_path):
+    # The stub backend above finds no eye; this compares real ellipses, confidences and trusted flags.
+    from tests.paths import SHIPPED_MODEL
+    from tools.synthetic import write_clip
+
+    video = tmp_path / "eye.mp4"
+    write_clip(video, tmp_path / "truth.csv", 40, (320, 240), 30.0, 5)
+    rows = {}
+    for pipelined in (False, True):
+        out = tmp_path / f"{pipelined}.jsonl"
+        with (
+            Tracker.from_model(SHIPPED_MODEL, backend="onnxruntime") as tracker,
+            open_source(str(video), prefetch=not pipelined) as src,
+            JsonlSink(out) as sink,
+        ):
+            runner.run(src, tracker, sink, pipelined=pipelined)
+        rows[pipelined] = [
+            {k: v for k, v in json.loads(s).items() if k != "latency_ms"} for s in out.read_text().splitlines()
+        ]
+    assert len(rows[True]) == 40 and sum(r["iris"] is not None for r in rows[True]) >= 30
+    assert rows[True] == rows[False]
