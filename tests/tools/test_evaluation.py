@@ -202,7 +202,7 @@ def test_within_2px_and_missed_rates_count_every_scored_image():
     items = [EvalItem(str(i), img, gt, None) for i in range(4)]
     preds = iter(
         [
-            (Ellipse.circle(51.5, 50, 30), None),  # 1.5 px: within 2 px and a hit (<= 1.5 px = 5 % of 30)
+            (Ellipse.circle(51, 50, 30), None),  # 1 px: within 2 px and a hit (5 % of 30 is 1.5 px)
             (Ellipse.circle(50, 52, 30), None),  # exactly 2 px: within 2 px, not a hit
             (Ellipse.circle(53, 50, 30), None),  # 3 px: neither
             (None, None),  # missed: counts in n, neither within 2 px nor a hit
