@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from tracker.errors import SourceError
-from tracker.io.images import IMAGE_EXTS, ext_list, is_image_name, natural_key, read_image
+from tracker.io.images import IMAGE_EXTS, ext_list, is_image_name, list_images, natural_key, read_image
 from tracker.structures import Frame
 
 VIDEO_EXTS = frozenset(
@@ -378,7 +378,7 @@ def _folder_images(folder: Path) -> list[Path]:
     entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
     if not entries:
         raise SourceError(f"folder {folder} is empty; expected image files ({ext_list()})")
-    images = sorted((p for p in entries if p.is_file() and is_image_name(p)), key=natural_key)
+    images = list_images(folder)
     if not images:
         found = ", ".join(sorted({p.suffix.lower() or p.name for p in entries})[:5])
         raise SourceError(f"folder {folder} has no images; expected {ext_list()}, found {len(entries)} other ({found})")
