@@ -12,17 +12,22 @@ import pytest
 
 from tools.synthetic import (
     CLIP_COLUMNS,
+    DOMAIN_PROBABILITIES,
     IMAGE_SET_COLUMNS,
     MIN_VISIBLE_FRACTION,
+    DomainEffects,
     EyeParams,
     blink_openness,
     half_closed_eye_params,
     lid_signed_distances,
+    random_domain_eye,
     random_eye_params,
     render_blink_clip,
     render_clip,
+    render_domain_eye,
     render_eye,
     write_clip,
+    write_contact_sheet,
     write_image_set,
 )
 from tracker.structures import Ellipse
@@ -348,3 +353,129 @@ def test_half_closed_opening_sets_the_visible_share():
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(ValueError, match="opening"):
             half_closed_eye_params(np.random.default_rng(0), SIZE_WH, opening=bad)
+
+
+# ----------------------------------------------------------------------------- domain randomisation
+
+CROP_WH = (224, 160)
+NO_EFFECTS = DomainEffects()
+DARK_BROWN_CONTRAST_BELOW = 16  # gray levels between the iris and pupil medians of a dark-brown eye
+LIGHT_IRIS_CONTRAST_ABOVE = 40
+
+
+def _mask_agrees_with_ellipses(truth) -> None:
+    y, x = np.mgrid[0 : truth.mask.shape[0], 0 : truth.mask.shape[1]].astype(np.float64)
+    in_pupil, _ = _inside(truth.pupil, x, y)
+    in_iris, _ = _inside(truth.iris, x, y)
+    assert not (truth.mask == 2)[~in_pupil].any()
+    assert not (truth.mask == 1)[~in_iris | in_pupil].any()
+
+
+@pytest.mark.parametrize("domain", sorted(DOMAIN_PROBABILITIES))
+def test_each_domain_renders_its_image_type_with_labels_inside_the_ellipses(domain):
+    rng = np.random.default_rng(1)
+    labelled = 0
+    for _ in range(6):
+        image, truth = render_domain_eye(rng, CROP_WH, domain)  # random effects included
+        expected = (160, 224, 3) if domain == "visible" else (160, 224)
+        assert image.shape == expected and image.dtype == np.uint8
+        assert truth.mask.shape == (160, 224) and set(np.unique(truth.mask)) <= {0, 1, 2}
+        _mask_agrees_with_ellipses(truth)
+        labelled += (truth.mask == 2).any()
+    assert labelled >= 3  # the eyes are mostly in view, not all closed or out of frame
+
+
+def test_visible_domain_is_colour():
+    rng = np.random.default_rng(2)
+    for _ in range(4):
+        image, _ = render_domain_eye(rng, CROP_WH, "visible", NO_EFFECTS)
+        b, g, r = (image[..., c].astype(np.int16) for c in range(3))
+        assert np.median(r - b) > 8  # skin is redder than blue at every tone
+
+
+def test_random_domain_eye_is_deterministic_and_mixes_gray_and_colour():
+    a = [random_domain_eye(np.random.default_rng(7), CROP_WH) for _ in range(2)]
+    assert np.array_equal(a[0][0], a[1][0]) and np.array_equal(a[0][1].mask, a[1][1].mask)
+    assert a[0][1].iris == a[1][1].iris
+    other, _ = random_domain_eye(np.random.default_rng(8), CROP_WH)
+    assert other.shape != a[0][0].shape or not np.array_equal(other, a[0][0])
+    rng = np.random.default_rng(0)
+    colour = [random_domain_eye(rng, (96, 64))[0].ndim == 3 for _ in range(120)]
+    assert abs(np.mean(colour) - DOMAIN_PROBABILITIES["visible"]) < 0.12
+
+
+@pytest.mark.parametrize("domain", sorted(DOMAIN_PROBABILITIES))
+def test_glasses_frame_removes_the_pixels_it_hides_from_the_mask(domain):
+    removed_any = False
+    for seed in range(12):
+        plain_img, plain = render_domain_eye(np.random.default_rng(seed), CROP_WH, domain, NO_EFFECTS)
+        glasses_img, framed = render_domain_eye(
+            np.random.default_rng(seed), CROP_WH, domain, DomainEffects(glasses=True)
+        )
+        # The same eye: the frame changes neither the geometry nor any label it does not cover.
+        assert framed.iris == plain.iris and framed.pupil == plain.pupil
+        kept = framed.mask > 0
+        assert np.array_equal(framed.mask[kept], plain.mask[kept])
+        removed = (plain.mask > 0) & ~kept
+        if removed.any():
+            removed_any = True
+            assert framed.iris_visible_fraction <= plain.iris_visible_fraction
+            # Removed pixels are where the image changed: under the drawn frame.
+            diff = np.abs(glasses_img.astype(np.int16) - plain_img.astype(np.int16))
+            diff = diff.max(axis=2) if diff.ndim == 3 else diff
+            assert np.median(diff[removed]) > 10
+    assert removed_any
+
+
+def test_image_degradations_keep_the_labels():
+    effects = DomainEffects(motion_blur_px=7, jpeg_quality=20, downscale=3.0, lens_reflection=True)
+    for domain in ("nir_tracker", "visible"):
+        clean, truth = render_domain_eye(np.random.default_rng(3), CROP_WH, domain, NO_EFFECTS)
+        degraded, truth_d = render_domain_eye(np.random.default_rng(3), CROP_WH, domain, effects)
+        assert degraded.shape == clean.shape and np.array_equal(truth.mask, truth_d.mask)
+        # Blur, down-scaling and JPEG remove fine detail: less high-frequency energy.
+        lap = [np.abs(cv2.Laplacian(im.astype(np.float32), cv2.CV_32F)).mean() for im in (clean, degraded)]
+        assert lap[1] < 0.7 * lap[0]
+
+
+def test_heavy_lids_and_out_of_frame_hide_part_of_the_iris():
+    for seed in range(4):
+        _, open_ = render_domain_eye(np.random.default_rng(seed), CROP_WH, "visible", NO_EFFECTS)
+        _, heavy = render_domain_eye(np.random.default_rng(seed), CROP_WH, "visible", DomainEffects(heavy_lids=True))
+        assert heavy.openness <= 0.5 < open_.openness
+        assert (heavy.mask > 0).sum() < (open_.mask > 0).sum()
+        _, cut = render_domain_eye(np.random.default_rng(seed), CROP_WH, "nir_iris", DomainEffects(out_of_frame=True))
+        xy = cut.iris.points(360)
+        outside = (xy[:, 0] < 0) | (xy[:, 0] > CROP_WH[0] - 1) | (xy[:, 1] < 0) | (xy[:, 1] > CROP_WH[1] - 1)
+        assert outside.any() and not outside.all()
+
+
+def test_tracker_domain_sees_a_flattened_limbus_under_the_lids():
+    rng = np.random.default_rng(4)
+    truths = [render_domain_eye(rng, CROP_WH, "nir_tracker", NO_EFFECTS)[1] for _ in range(8)]
+    ratios = np.array([t.iris.semi_minor / t.iris.semi_major for t in truths])
+    assert ratios.max() < 0.9 and ratios.min() < 0.7
+    assert all(t.iris_visible_fraction < 0.98 for t in truths)  # the lids cover its top and bottom
+
+
+def test_visible_domain_includes_dark_brown_irises_with_a_barely_visible_pupil():
+    rng = np.random.default_rng(0)
+    contrast = []
+    for _ in range(40):
+        image, truth = render_domain_eye(rng, CROP_WH, "visible", NO_EFFECTS)
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float64)
+        if (truth.mask == 2).sum() >= 10 and (truth.mask == 1).sum() >= 10:
+            contrast.append(np.median(gray[truth.mask == 1]) - np.median(gray[truth.mask == 2]))
+    contrast = np.array(contrast)
+    assert (np.abs(contrast) < DARK_BROWN_CONTRAST_BELOW).sum() >= 5
+    assert (contrast > LIGHT_IRIS_CONTRAST_ABOVE).sum() >= 10
+
+
+def test_contact_sheet_shows_tiles_with_truth_overlays(tmp_path):
+    path = tmp_path / "sheet.png"
+    write_contact_sheet(path, n=6, seed=1, size_wh=(96, 64), columns=3)
+    sheet = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert sheet.shape == (128, 288, 3)
+    b, g, r = (sheet[..., c].astype(np.int16) for c in range(3))
+    assert ((g > 200) & (r < 80) & (b < 80)).sum() > 50  # iris ellipses in green
+    assert ((r > 200) & (g < 80) & (b < 80)).sum() > 20  # pupil ellipses in red
