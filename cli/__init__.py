@@ -53,6 +53,7 @@ def main() -> None:
 
 for _command in (
     run.run,
+    run.labels_import,
     batch.batch,
     evaluate.eval_command,
     calibrate.calibrate,

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 import tracker.run as runner
+from cli.annotations import labels_import  # noqa: F401 (registered from here: cli/__init__.py lists run.labels_import)
 from cli.common import (
     FINITE,
     POSITIVE,
@@ -21,9 +22,12 @@ from cli.common import (
     _tracker_config,
     load_tracker,
 )
+from tracker.io.labels import LABELS_CSV, LabelSink, check_labels_folder
 from tracker.io.sinks import check_output_paths
 from tracker.io.window import open_window
 from tracker.run import PIPELINED_BY_DEFAULT
+
+LABELS_EVERY_VIDEO = 10  # --save-labels-every default for videos and cameras: 6 frames/s of a 60 fps clip
 
 
 @click.command()
@@ -53,6 +57,25 @@ from tracker.run import PIPELINED_BY_DEFAULT
     default=None,
     help="overlap decoding, inference and fitting, or one frame at a time  [default: pipelined]",
 )
+@click.option(
+    "--save-labels",
+    "labels_dir",
+    type=click.Path(file_okay=False),
+    help="write the frames whose boundaries are both trusted as a label set (DIR/images/*.png + DIR/ellipses.csv)",
+)
+@click.option(
+    "--save-labels-partial",
+    "labels_partial",
+    is_flag=True,
+    help="also keep frames with one trusted boundary (the other one's cells left blank)",
+)
+@click.option(
+    "--save-labels-every",
+    "labels_every",
+    type=click.IntRange(min=1),
+    default=None,
+    help="keep at most one labelled frame per N frames  [default: 10; 1 for images]",
+)
 @click.option("--quiet", is_flag=True, help="no progress bar or summary")
 def run(
     source,
@@ -72,6 +95,9 @@ def run(
     camera_fps,
     exposure,
     pipelined,
+    labels_dir,
+    labels_every,
+    labels_partial,
     quiet,
 ) -> None:
     """Track SOURCE: a video, an image, a folder or glob of images, a camera index (0) or an OpenCV/GStreamer URL.
@@ -87,7 +113,11 @@ def run(
         video, truth_csv = _demo_clip(Path("out"))
         source = str(video)
     outputs = {"--out": jsonl, "--csv": csv_path, "--video-out": video_out}
-    check_output_paths(outputs, [*_input_files(source, model), *([truth_csv] if truth_csv else [])])
+    labels_csv = Path(labels_dir) / LABELS_CSV if labels_dir else None
+    inputs = [*_input_files(source, model), *([truth_csv] if truth_csv else [])]
+    check_output_paths({**outputs, "--save-labels": labels_csv}, inputs)
+    if labels_dir:
+        check_labels_folder(labels_dir, _source_folders(source))
     camera = CameraOptions(width=width, height=height, fps=camera_fps, exposure=exposure)
     inline = PIPELINED_BY_DEFAULT if pipelined is None else pipelined
     report = ClipReport(truth_csv)
@@ -102,13 +132,16 @@ def run(
         folder_like = _is_image_source(source)
         config = _tracker_config(shape, threshold, not no_smooth and not folder_like)
         tracker = stack.enter_context(load_tracker(model, backend, config, quiet))
-        sink = stack.enter_context(_open_sinks(jsonl, csv_path, video_out, window, src.fps))
+        # Unrelated images are all worth keeping; a video's neighbouring frames are near-duplicates.
+        every = labels_every or (1 if folder_like else LABELS_EVERY_VIDEO)
+        labels = stack.enter_context(LabelSink(labels_dir, every, labels_partial)) if labels_dir else None
+        sink = stack.enter_context(_open_sinks(jsonl, csv_path, video_out, window, src.fps, labels))
         # The loop also stops when the window asks (q/Esc or closed): MultiSink passes on wants_quit.
         summary = runner.run(
             src, tracker, sink, pipelined=pipelined, progress=not quiet, max_frames=max_frames, on_result=report.add
         )
     if not quiet:
-        _print_summary(summary, source, tracker.backend.name, report, [p for p in outputs.values() if p])
+        _print_summary(summary, source, tracker.backend.name, report, [p for p in outputs.values() if p], labels)
     _exit_for(summary)
 
 
@@ -130,6 +163,16 @@ def _input_files(source: str, model: str | None) -> list[Path]:
     return files
 
 
+def _source_folders(source: str) -> list[Path]:
+    """The folders a folder or glob source reads images from: a label set must not land inside them."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return [path]
+    if set("*?[") & set(source):
+        return sorted({Path(p).parent for p in glob.glob(str(path), recursive=True)})
+    return []
+
+
 def _is_image_source(source: str) -> bool:
     """A folder, a glob or a single image: frames without a clock."""
     from tracker.io.images import is_image_name
@@ -146,8 +189,8 @@ def _print_skip(message: str) -> None:
     tqdm.write(message if message.startswith("skipped") else f"skipped: {message}", file=sys.stderr)
 
 
-def _open_sinks(jsonl, csv_path, video_out, window, fps: float | None):
-    """MultiSink over the requested outputs, each created now (folders too), the window last."""
+def _open_sinks(jsonl, csv_path, video_out, window, fps: float | None, labels=None):
+    """MultiSink over the requested outputs, each created now (folders too), then the label set, the window last."""
     from tracker.io.sinks import CsvSink, JsonlSink, MultiSink
     from tracker.io.video import VideoSink
 
@@ -160,10 +203,11 @@ def _open_sinks(jsonl, csv_path, video_out, window, fps: float | None):
         if video_out:
             outputs.append(opened.enter_context(VideoSink(video_out, fps=fps or 30.0)))
         opened.pop_all()
-    return MultiSink([*outputs, *([window] if window else [])])
+    # The label set comes open from the caller, whose summary reports its rows (a second close is harmless).
+    return MultiSink([*outputs, *([labels] if labels else []), *([window] if window else [])])
 
 
-def _print_summary(summary, source: str, backend: str, report, written: list[str]) -> None:
+def _print_summary(summary, source: str, backend: str, report, written: list[str], labels=None) -> None:
     n = max(summary.frames, 1)
     mode = "pipelined" if summary.pipelined else "sequential"
     click.echo(
@@ -182,6 +226,12 @@ def _print_summary(summary, source: str, backend: str, report, written: list[str
         click.echo(f"dropped {summary.dropped_frames} stale frames (live source)")
     for path in written:
         click.echo(f"wrote {path}")
+    if labels is not None:
+        which = "a boundary" if labels.partial else "both boundaries"
+        click.echo(
+            f"wrote {labels.rows} labelled frames to {labels.path} (of {labels.trusted_frames} frames with {which} "
+            f"trusted, at most one per {labels.every_frames} frames)"
+        )
 
 
 def _exit_for(summary) -> None:

@@ -147,9 +147,10 @@ class LineFile:
     ends with a complete line, and reported as one TrackerError line.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, exclusive: bool = False) -> None:
         self.path = Path(path)
-        self._file = _open_for_writing(self.path, "wb", buffering=0)
+        # exclusive: fail on a file that exists instead of emptying it (a label set is never overwritten).
+        self._file = _open_for_writing(self.path, "xb" if exclusive else "wb", buffering=0)
         self._whole_bytes = 0  # length of the file up to its last complete line
 
     def write_line(self, line: bytes) -> None:
