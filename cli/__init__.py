@@ -56,6 +56,7 @@ for _command in (
     run.labels_import,
     batch.batch,
     evaluate.eval_command,
+    evaluate.cross_eval,
     calibrate.calibrate,
     bench.bench,
     gpu.build_engine_cmd,
@@ -64,5 +65,6 @@ for _command in (
     train.train,
     train.export,
     train.edge_eval,
+    train.finetune,
 ):
     main.add_command(_command)

@@ -77,3 +77,56 @@ def eval_command(
         click.echo(json.dumps(results["model"] if not baseline else results))
     else:
         click.echo(format_table(results))
+
+
+def _named(values: tuple[str, ...], what: str) -> list[tuple[str, str]]:
+    pairs = []
+    for v in values:
+        name, sep, path = v.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"{v!r}: expected NAME=PATH", param_hint=what)
+        pairs.append((name, path))
+    return pairs
+
+
+@click.command(name="cross-eval")
+@click.option("--model", "models", multiple=True, required=True, help="NAME=PATH/model.onnx; repeat")
+@click.option("--source", "sources", multiple=True, required=True, help="NAME=DATA folder; repeat")
+@click.option(
+    "--split-from",
+    type=click.Path(exists=True, dir_okay=False),
+    required=True,
+    help="model card or split.json whose test subjects every model is scored on (one test set for all)",
+)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="also write the results here")
+def cross_eval(models, sources, split_from, json_out) -> None:
+    """Cross-dataset protocol: every model on every source's test subjects; says which sources each trained on.
+
+    A leave-one-out model (trained with --leave-out SOURCE) scored on SOURCE measures generalisation to a
+    camera it never saw; the same test subjects for every model make the rows comparable.
+    """
+    from tools.evaluation import CrossCell, evaluate, format_cross_table, load_eval_set, read_model_split, trained_on
+    from tracker.pipeline import Tracker, TrackerConfig
+
+    models, sources = _named(models, "--model"), _named(sources, "--source")
+    test = read_model_split(split_from).test
+    if test is None:
+        raise click.BadParameter(f"{split_from} records no test subjects", param_hint="--split-from")
+    cells = []
+    for model_name, model_path in models:
+        tracker = Tracker.from_model(model_path, "onnxruntime", config=TrackerConfig(smooth=False))
+
+        def predict(image, tracker=tracker):
+            result = tracker(image)
+            return (result.iris.ellipse if result.iris else None, result.pupil.ellipse if result.pupil else None)
+
+        for source_name, data in sources:
+            items = load_eval_set(data, split_subjects=test)
+            click.echo(f"{model_name} on {source_name}: {len(items):,} test images", err=True)
+            card = Path(model_path).with_suffix(".json")
+            cells.append(CrossCell(model_name, source_name, trained_on(card, items), evaluate(items, predict)))
+    click.echo(format_cross_table(cells))
+    if json_out:
+        from dataclasses import asdict
+
+        Path(json_out).write_text(json.dumps([asdict(c) for c in cells], indent=1))

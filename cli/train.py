@@ -20,14 +20,41 @@ def _need_tensorflow() -> None:
 @click.command()
 @click.option(
     "--data",
-    "data_dir",
+    "data_dirs",
+    multiple=True,
     type=click.Path(exists=True, file_okay=False),
-    help="images/ + masks/ or a folder with index.csv",
+    help="labelled images: a folder with index.csv, images/ + masks/, or images/ + ellipses.csv; repeat for more",
+)
+@click.option(
+    "--leave-out",
+    multiple=True,
+    help="a source to keep out of train and val (casia-interval, iitd, visible-eyes): a leave-one-out run",
+)
+@click.option(
+    "--init-from",
+    type=click.Path(exists=True),
+    default=None,
+    help="start from this model: an engine folder (model.weights.h5 + model.json) or a run folder",
 )
 @click.option("--synthetic", default=0, show_default=True, help="number of synthetic eyes to add to the training set")
+@click.option(
+    "--synthetic-kind",
+    type=click.Choice(["randomised", "nir"]),
+    default="randomised",
+    show_default=True,
+    help="randomised = NIR iris camera, NIR eye tracker and visible-light eyes with glasses, blur and JPEG; "
+    "nir = the NIR renderer alone (the first default model)",
+)
 @click.option("--epochs", default=40, show_default=True)
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--lr", "learning_rate", default=3e-3, show_default=True)
+@click.option(
+    "--lr-schedule",
+    type=click.Choice(["constant", "cosine"]),
+    default="constant",
+    show_default=True,
+    help="cosine: decay --lr to 0 over --epochs x --steps-per-epoch",
+)
 @click.option(
     "--loss",
     type=click.Choice(["balanced", "bce", "hed", "dice"]),
@@ -55,15 +82,19 @@ def _need_tensorflow() -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
-def train(resume: bool, **options) -> None:
+def train(resume: bool, synthetic_kind: str, **options) -> None:
     """Train the edge U-Net; writes checkpoints, TensorBoard logs, history, curves.png and metrics.json to --out."""
     _need_tensorflow()
     from training.train import TrainConfig
     from training.train import train as run_training
 
-    if not options["data_dir"] and not options["synthetic"]:
+    if not options["data_dirs"] and not options["synthetic"]:
         raise TrackerError("give --data DIR, --synthetic N, or both")
-    cfg = TrainConfig(command="iristrack " + shlex.join(sys.argv[1:]), **options)
+    cfg = TrainConfig(
+        command="iristrack " + shlex.join(sys.argv[1:]),
+        synthetic_randomised=synthetic_kind == "randomised",
+        **options,
+    )
     try:
         summary = run_training(cfg, resume=resume, log=click.echo)
     except (FileNotFoundError, ValueError) as exc:
@@ -115,3 +146,60 @@ def edge_eval(run_dirs, split, as_json) -> None:
                 f"{s['recall']:.3f} | {s['threshold']:.2f} | {s['f_at_0.5']:.3f} | "
                 f"{s['median_peak_probability']:.2f} |"
             )
+
+
+@click.command()
+@click.option(
+    "--from",
+    "start",
+    default="engines/default",
+    show_default=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="the model to start from: an engine folder (model.onnx, model.weights.h5, model.json) or a run folder",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="20-200 labelled frames of your camera: images/ + ellipses.csv (iristrack run --save-labels) or + masks/",
+)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="the run folder")
+@click.option(
+    "--engine",
+    "engine_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="where the fine-tuned model goes [default: engines/<name of --out>]",
+)
+@click.option("--epochs", default=30, show_default=True)
+@click.option("--steps-per-epoch", default=40, show_default=True)
+@click.option("--batch-size", default=8, show_default=True)
+@click.option("--lr", "learning_rate", default=3e-4, show_default=True)
+@click.option("--patience", default=5, show_default=True, help="stop after this many epochs without a better val F")
+@click.option("--synthetic", default=0, show_default=True, help="synthetic eyes mixed in (guards against forgetting)")
+@click.option("--force", is_flag=True, help="replace a model already in --engine")
+def finetune(engine_dir, **options) -> None:
+    """Fine-tune a shipped model on your camera's labelled frames; prints accuracy before and after on held-out ones.
+
+    Holds out 15 % of the frames (by subject, or by image when they name few subjects) for early stopping
+    and 15 % for the before/after report; exports the engine with its card and weights.
+    """
+    from pathlib import Path
+
+    from training.export import check_out_dir
+
+    engine_dir = engine_dir or str(Path("engines") / Path(options["out_dir"]).name)
+    check_out_dir(engine_dir, options["force"])  # before TensorFlow loads: the refusal is instant
+    _need_tensorflow()
+    from tools.evaluation import format_table
+    from training.finetune import FinetuneConfig
+    from training.finetune import finetune as run_finetune
+
+    try:
+        report = run_finetune(FinetuneConfig(engine_dir=engine_dir, **options), log=click.echo)
+    except (FileNotFoundError, ValueError) as exc:
+        raise TrackerError(str(exc)) from None
+    click.echo(f"held-out frames (by {report['held_out_by']}), before and after fine-tuning:")
+    click.echo(format_table({"before": report["before"], "after": report["after"]}))
+    click.echo(f"use it: iristrack run SOURCE --model {engine_dir}/model.onnx")

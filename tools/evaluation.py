@@ -598,3 +598,54 @@ def _shown(path: Path) -> Path:
 def _count(n: int, noun: str) -> str:
     """'1 subject', '2 subjects'."""
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+# ------------------------------------------------------------------------------------------- cross-dataset
+
+
+@dataclass(frozen=True, slots=True)
+class CrossCell:
+    """One model scored on one source's test subjects, and whether the model trained on that source."""
+
+    model: str
+    source: str
+    trained_on_source: bool
+    result: dict  # evaluate()'s result
+
+
+def trained_on(card_path: Path, items: EvalSet) -> bool:
+    """True when the model card's train or val subjects include a subject of `items`' source (not held out)."""
+    try:
+        split = read_model_split(card_path)
+    except ModelError:
+        return False
+    seen = (split.train or frozenset()) | (split.val or frozenset())
+    return bool(items.subjects and items.subjects & seen) and not _left_out(card_path, items.root.name)
+
+
+def _left_out(card_path: Path, source: str) -> bool:
+    try:
+        doc = json.loads(Path(card_path).read_text())
+    except (OSError, ValueError):
+        return False
+    return source in ((doc.get("training") or {}).get("leave_out") or [])
+
+
+def format_cross_table(cells: list[CrossCell]) -> str:
+    """Markdown table of the cross-dataset protocol: per model, source and boundary the four tracked figures."""
+    lines = [
+        "| model | source | trained on it | boundary | n | hit % (5 % of radius) | centre <= 2 px % | centre p95 px "
+        "| missed % |",
+        "|" + "---|" * 9,
+    ]
+    for c in cells:
+        for boundary in ("iris", "pupil"):
+            b = c.result[boundary]
+            if not b["n"]:
+                continue
+            lines.append(
+                f"| {c.model} | {c.source} | {'yes' if c.trained_on_source else 'no'} | {boundary} | {b['n']} | "
+                f"{_fmt(b['hit_rate'], 100, 1)} | {_fmt(b['within_2px_rate'], 100, 1)} | "
+                f"{_fmt(b['center_err_px']['p95'])} | {_fmt(b['missed_rate'], 100, 1)} |"
+            )
+    return "\n".join(lines)

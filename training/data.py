@@ -1,7 +1,10 @@
-"""Training data: image + mask folders (or synthetic eyes) -> model-resolution images and visible boundary arcs.
+"""Training data: image + mask folders, ellipse sets or synthetic eyes -> model-resolution images and visible arcs.
 
-Mask conventions (see tools.masks): "hole" (the development set: 255 = iris texture, the pupil is
-the hole, eyelids cut the mask) and "labels" (0 background, 1 iris, 2 pupil); "auto" tells them apart.
+Three layouts load (the ones `iristrack eval` reads): `index.csv` (the development set), `images/` + `masks/`
+with equal stems, and `images/` + `ellipses.csv` (ellipse annotations of the whole boundary, such as
+visible-eyes or `iristrack run --save-labels`; training.evidence keeps the arcs the image shows).
+Mask conventions (see tools.masks): "hole" (the development set: 255 = iris texture, the pupil is the hole,
+eyelids cut the mask) and "labels" (0 background, 1 iris, 2 pupil); "auto" tells them apart.
 Every sample is stored at model resolution: the image resized exactly as the runtime does
 (tracker.preprocess) and the visible limbus / pupil arcs in model pixels, lid cut lines excluded.
 """
@@ -23,9 +26,12 @@ from tools.masks import boundaries_from_mask, visible_arcs
 from tracker.errors import SourceError
 from tracker.io.images import list_images, read_image
 from tracker.preprocess import INPUT_HW, frame_to_model_affine, to_gray
+from tracker.structures import Ellipse
+from training.evidence import evidenced_arcs
 
 SPLITS = ("train", "val", "test")
-LABEL_VERSION = 1  # bump when labelling changes, to invalidate cached labels
+WEIGHTS_FILE = "model.weights.h5"  # Keras weights beside an exported model.onnx: what fine-tuning starts from
+LABEL_VERSION = 2  # bump when labelling changes, to invalidate cached labels
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,17 +46,39 @@ class EdgeSample:
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One image/mask pair on disk and the subject it belongs to."""
+    """One labelled image on disk: with a mask, or with annotated ellipses (mask_path None); and its subject."""
 
     image_path: Path
     mask_path: Path | None
     subject: str
     name: str
+    iris: Ellipse | None = None  # annotated whole-boundary ellipses of an ellipse set, image pixels
+    pupil: Ellipse | None = None
+
+    @property
+    def source(self) -> str:
+        """The dataset inside a folder: the first part of its name (casia-interval, iitd), else the folder's name."""
+        head = self.name.split("/")[0]
+        return head if "/" in self.name else self.image_path.parent.parent.name
+
+
+def _ellipse_records(data_dir: Path) -> list[Record]:
+    """Records of `images/` + `ellipses.csv` (read by the one CSV reader, tools.evaluation)."""
+    from tools.evaluation import load_eval_set
+
+    entries = load_eval_set(data_dir).entries
+    # Without a subject column every image is its own subject.
+    return [Record(e.image_path, None, e.subject or Path(e.name).stem, e.name, e.iris_gt, e.pupil_gt) for e in entries]
 
 
 def find_records(data_dir: Path) -> list[Record]:
-    """Records of a data folder: `index.csv` (development-set layout) or `images/` + `masks/` with equal stems."""
+    """Records of a data folder: `index.csv`, `images/` + `ellipses.csv`, or `images/` + `masks/` with equal stems."""
     data_dir = Path(data_dir)
+    if (data_dir / "ellipses.csv").is_file() and not (data_dir / "index.csv").is_file():
+        try:
+            return _ellipse_records(data_dir)
+        except SourceError as exc:
+            raise FileNotFoundError(str(exc)) from None
     index = data_dir / "index.csv"
     if index.exists():
         with index.open(newline="") as f:
@@ -60,7 +88,7 @@ def find_records(data_dir: Path) -> list[Record]:
             ]
     images, masks = data_dir / "images", data_dir / "masks"
     if not images.is_dir() or not masks.is_dir():
-        raise FileNotFoundError(f"{data_dir}: expected index.csv or images/ and masks/ folders")
+        raise FileNotFoundError(f"{data_dir}: expected index.csv, images/ + ellipses.csv, or images/ + masks/")
     by_stem = {p.stem: p for p in list_images(masks)}
     records = []
     for p in list_images(images):
@@ -89,9 +117,9 @@ def split_subjects(
     }
 
 
-def write_split(path: Path, split: dict[str, list[str]], data_dir: Path) -> None:
-    """Record the subject split in the run folder (JSON)."""
-    Path(path).write_text(json.dumps({"data": str(data_dir), "subjects": split}, indent=1))
+def write_split(path: Path, split: dict[str, list[str]], data: list[str], leave_out: tuple[str, ...] = ()) -> None:
+    """Record the subject split in the run folder (JSON), with the sources left out of train and val."""
+    Path(path).write_text(json.dumps({"data": data, "leave_out": list(leave_out), "subjects": split}, indent=1))
 
 
 def sample_from_mask(
@@ -103,9 +131,7 @@ def sample_from_mask(
     convention: str = "auto",
 ) -> EdgeSample:
     """Full-resolution image and mask -> EdgeSample at model resolution (image resized like the runtime)."""
-    gray = to_gray(image)
-    if gray.dtype != np.uint8:
-        gray = cv2.normalize(gray, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
+    gray = _gray_u8(image)
     small = cv2.resize(gray, (input_hw[1], input_hw[0]), interpolation=cv2.INTER_AREA)
     to_model = frame_to_model_affine(gray.shape[:2], input_hw)
     found = boundaries_from_mask(mask, convention)
@@ -116,9 +142,40 @@ def sample_from_mask(
     return EdgeSample(name, subject, small, arcs)
 
 
+def sample_from_ellipses(
+    name: str,
+    subject: str,
+    image: np.ndarray,
+    ellipses: tuple[Ellipse | None, Ellipse | None],
+    input_hw: tuple[int, int] = INPUT_HW,
+) -> EdgeSample:
+    """Full-resolution image and annotated (iris, pupil) ellipses -> EdgeSample with the arcs the image shows."""
+    gray = _gray_u8(image)
+    small = cv2.resize(gray, (input_hw[1], input_hw[0]), interpolation=cv2.INTER_AREA)
+    to_model = frame_to_model_affine(gray.shape[:2], input_hw)
+    arcs: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    for channel, ellipse in enumerate(ellipses):
+        if ellipse is not None:
+            arcs[channel].extend(a @ to_model[:, :2].T + to_model[:, 2] for a in evidenced_arcs(gray, ellipse))
+    return EdgeSample(name, subject, small, arcs)
+
+
+def _gray_u8(image: np.ndarray) -> np.ndarray:
+    gray = to_gray(image)
+    if gray.dtype != np.uint8:
+        gray = cv2.normalize(gray, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
+    return gray
+
+
 def _load_one(record: Record, input_hw: tuple[int, int]) -> EdgeSample | None:
     if record.mask_path is None:
-        return None
+        if record.iris is None and record.pupil is None:
+            return None
+        try:
+            image = read_image(record.image_path)
+        except SourceError:
+            return None
+        return sample_from_ellipses(record.name, record.subject, image, (record.iris, record.pupil), input_hw)
     try:
         image, mask = read_image(record.image_path), read_image(record.mask_path)
     except SourceError:
@@ -162,13 +219,17 @@ def _cache_path(records: list[Record], input_hw: tuple[int, int], cache_dir: Pat
     # The labelling code is part of the key: a change in mask fitting invalidates the cache.
     import tools.masks
     import tracker.fit.geometry
+    import tracker.preprocess
+    import training.evidence
 
-    for module in (tracker.fit.geometry, tools.masks):
+    for module in (tracker.fit.geometry, tools.masks, training.evidence, tracker.preprocess):
         h.update(Path(module.__file__).read_bytes())
     for r in records:
         for p in (r.image_path, r.mask_path):
-            st = p.stat()
-            h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
+            if p is not None:
+                st = p.stat()
+                h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
+        h.update(f"{r.iris}:{r.pupil}".encode())
     return Path(cache_dir) / f"labels-{h.hexdigest()[:16]}.npz"
 
 
@@ -215,22 +276,34 @@ def _read_cache(path: Path, records: list[Record]) -> list[EdgeSample]:
 
 
 def synthetic_samples(
-    n: int, input_hw: tuple[int, int] = INPUT_HW, seed: int = 0, size_wh: tuple[int, int] = (320, 240)
+    n: int,
+    input_hw: tuple[int, int] = INPUT_HW,
+    seed: int = 0,
+    size_wh: tuple[int, int] = (320, 240),
+    randomised: bool = True,
 ) -> list[EdgeSample]:
-    """N synthetic eyes (tools.synthetic) with exact ellipses, visible arcs from their exact masks."""
-    from tools.synthetic import random_eye_params, render_eye
+    """N synthetic eyes with exact ellipses, visible arcs from their exact masks.
+
+    `randomised`: domain-randomised eyes (tools.synthetic.random_domain_eye: NIR iris camera, NIR eye tracker
+    from below, visible-light colour crops, glasses, blur, compression); otherwise the NIR renderer alone.
+    """
+    from tools.synthetic import random_domain_eye, random_eye_params, render_eye
 
     rng = np.random.default_rng(seed)
     samples = []
     for i in range(n):
-        image, truth = render_eye(random_eye_params(rng, size_wh), size_wh)
-        to_model = frame_to_model_affine(image.shape[:2], input_hw)
+        if randomised:
+            image, truth = random_domain_eye(rng, size_wh)
+        else:
+            image, truth = render_eye(random_eye_params(rng, size_wh), size_wh)
+        gray = _gray_u8(image)
+        to_model = frame_to_model_affine(gray.shape[:2], input_hw)
         found = boundaries_from_mask(truth.mask, "labels")
         arcs: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
         # Exact ellipses from the renderer; the mask only decides which parts are visible.
         for channel, ellipse, xy in ((0, truth.iris, found.iris_xy), (1, truth.pupil, found.pupil_xy)):
             if len(xy):
                 arcs[channel].extend(a @ to_model[:, :2].T + to_model[:, 2] for a in visible_arcs(ellipse, xy))
-        small = cv2.resize(image, (input_hw[1], input_hw[0]), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(gray, (input_hw[1], input_hw[0]), interpolation=cv2.INTER_AREA)
         samples.append(EdgeSample(f"synthetic/{i:05d}", "synthetic", small, arcs))
     return samples

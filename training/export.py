@@ -13,6 +13,7 @@ import numpy as np
 
 from tracker.errors import ModelError
 from tracker.preprocess import CHANNELS, LAYOUT, STD_FLOOR
+from training.data import WEIGHTS_FILE
 
 OPSET = 17
 PARITY_TOL = 1e-4
@@ -127,6 +128,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, force: bool = False)
     h, w = (int(d) for d in model.input_shape[1:3])
     out.mkdir(parents=True, exist_ok=True)
     onnx_path, new_onnx, new_card = out / "model.onnx", out / "model.onnx.partial", out / "model.json.partial"
+    new_weights = out / ("partial." + WEIGHTS_FILE)  # Keras insists on the .weights.h5 suffix
     try:
         keras_to_onnx(model, new_onnx)
         diff = parity_max_abs_diff(model, new_onnx, parity_inputs(run, (h, w)))
@@ -136,11 +138,14 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, force: bool = False)
             )
         card = _model_card(run, out.name, model, (h, w), diff, new_onnx)
         new_card.write_text(json.dumps(card, indent=1))
+        # The Keras weights travel with the model so `iristrack finetune --from` can start from it.
+        model.save_weights(new_weights)
         new_onnx.replace(onnx_path)  # the model first: a card never describes a model that is not there
+        new_weights.replace(out / WEIGHTS_FILE)
         new_card.replace(out / "model.json")
     finally:
-        new_onnx.unlink(missing_ok=True)
-        new_card.unlink(missing_ok=True)
+        for partial in (new_onnx, new_card, new_weights):
+            partial.unlink(missing_ok=True)
     return card
 
 
@@ -157,7 +162,8 @@ def _model_card(run: Path, name: str, model, input_hw: tuple[int, int], diff: fl
             "shape": [1, h, w, 1],
             "dtype": "float32",
             "layout": LAYOUT,
-            "normalisation": "gray frame resized to (H, W) with INTER_AREA (aspect not kept), scaled to [0, 1], "
+            "normalisation": "gray frame (the red channel of a colour frame) resized to (H, W) with INTER_AREA "
+            "(aspect not kept), scaled to [0, 1], "
             f"then (x - mean) / max(std, {STD_FLOOR:.6f}) per image (tracker/preprocess.py)",
         },
         "output": {
@@ -177,7 +183,9 @@ def _model_card(run: Path, name: str, model, input_hw: tuple[int, int], diff: fl
         "training": {
             "command": config.get("command", ""),
             "commands": config.get("commands") or [config.get("command", "")],
-            "data": config.get("data_dir"),
+            "data": config.get("data_dirs") or config.get("data_dir"),
+            "leave_out": config.get("leave_out") or [],
+            "init_from": config.get("init_from"),
             "synthetic_images": config.get("synthetic", 0),
             "loss": config["loss"],
             "epochs_run": metrics.get("epochs_run"),

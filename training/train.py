@@ -8,7 +8,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,9 @@ import numpy as np
 from tracker.preprocess import CHANNELS, INPUT_HW, standardise
 from training.augment import AugmentConfig, augment
 from training.data import (
+    WEIGHTS_FILE,
     EdgeSample,
+    Record,
     find_records,
     load_samples,
     split_subjects,
@@ -32,8 +34,14 @@ class TrainConfig:
     """Everything a run needs; saved as config.json in the run folder."""
 
     out_dir: str
-    data_dir: str | None = None
+    data_dirs: tuple[str, ...] = ()
     synthetic: int = 0
+    synthetic_randomised: bool = True  # domain-randomised synthetic eyes (tools.synthetic.random_domain_eye)
+    leave_out: tuple[str, ...] = ()  # sources (casia-interval, iitd, visible-eyes) kept out of train and val
+    init_from: str | None = None  # start from this model's weights: an engine folder, a run folder or a .keras file
+    lr_schedule: str = "constant"  # "cosine": decays to 0 over epochs x steps (one command, no second phase)
+    val_limit: int | None = 480  # validation images scored per epoch (evenly spaced): ODS scoring is slow
+    split_by: str = "subject"  # "image": hold out single images (a fine-tuning set of one or two people)
     epochs: int = 40
     batch_size: int = 16
     learning_rate: float = 3e-3
@@ -117,7 +125,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test") -> dict:
     run = Path(run_dir)
     cfg = json.loads((run / "config.json").read_text())
     subjects = set(json.loads((run / "split.json").read_text())["subjects"][split])
-    records = [r for r in find_records(Path(cfg["data_dir"])) if r.subject in subjects]
+    records = [r for d in config_data_dirs(cfg) for r in find_records(Path(d)) if r.subject in subjects]
     samples = load_samples(records, tuple(cfg["input_hw"]), cache_dir=label_cache_dir())
     model = keras.models.load_model(run / "checkpoints" / "best.keras", compile=False)
     return {
@@ -137,26 +145,48 @@ def label_cache_dir() -> Path:
     return engine_cache_dir().parent / "labels"
 
 
+def config_data_dirs(cfg: dict) -> list[str]:
+    """The data folders of a saved run config (older runs name one `data_dir`)."""
+    return list(cfg.get("data_dirs") or ([cfg["data_dir"]] if cfg.get("data_dir") else []))
+
+
+def split_records(records_by_folder: list[list[Record]], fractions, seed: int) -> dict[str, list[str]]:
+    """Subject split of several data folders: each folder is split on its own, so adding one moves no subject."""
+    split: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for records in records_by_folder:
+        for part, chosen in split_subjects([r.subject for r in records], fractions, seed).items():
+            split[part] += chosen
+    return {part: sorted(set(subjects)) for part, subjects in split.items()}
+
+
 def _split_samples(cfg: TrainConfig, run: Path) -> dict[str, list[EdgeSample]]:
-    """Load real data split by subject (recorded in run/split.json) and add synthetic eyes to train."""
+    """Load real data split by subject (recorded in run/split.json) and add synthetic eyes to train.
+
+    A left-out source contributes no train or val images; its test subjects stay in the split (the run is
+    scored on them as on every other source), so a leave-one-out run and the default share one test set.
+    """
     parts: dict[str, list[EdgeSample]] = {"train": [], "val": [], "test": []}
-    if cfg.data_dir:
-        records = find_records(Path(cfg.data_dir))
+    if cfg.data_dirs:
+        by_folder = [find_records(Path(d)) for d in cfg.data_dirs]
+        if cfg.split_by == "image":
+            by_folder = [[replace(r, subject=r.name) for r in folder] for folder in by_folder]
+        records = [r for folder in by_folder for r in folder]
         split_file = run / "split.json"
         if split_file.exists():  # a resumed run keeps its split
             split = json.loads(split_file.read_text())["subjects"]
         else:
-            split = split_subjects([r.subject for r in records], cfg.fractions, cfg.seed)
-            write_split(split_file, split, Path(cfg.data_dir))
+            split = split_records(by_folder, cfg.fractions, cfg.seed)
+            write_split(split_file, split, [str(d) for d in cfg.data_dirs], cfg.leave_out)
         subject_part = {s: part for part, subjects in split.items() for s in subjects}
+        records = [r for r in records if r.source not in cfg.leave_out or subject_part.get(r.subject) == "test"]
         if cfg.limit:
             rng = np.random.default_rng(cfg.seed)
             records = [records[i] for i in sorted(rng.permutation(len(records))[: cfg.limit])]
         for sample in load_samples(records, cfg.input_hw, cache_dir=label_cache_dir()):
-            parts[subject_part[sample.subject]].append(sample)
+            parts[subject_part.get(sample.subject, "train")].append(sample)
     if cfg.synthetic:
-        synth = synthetic_samples(cfg.synthetic, cfg.input_hw, seed=cfg.seed)
-        if cfg.data_dir:
+        synth = synthetic_samples(cfg.synthetic, cfg.input_hw, seed=cfg.seed, randomised=cfg.synthetic_randomised)
+        if cfg.data_dirs:
             parts["train"] += synth
         else:  # synthetic only: hold out a slice for validation and test
             n_hold = max(1, len(synth) // 10)
@@ -166,8 +196,49 @@ def _split_samples(cfg: TrainConfig, run: Path) -> dict[str, list[EdgeSample]]:
                 synth[2 * n_hold :],
             )
     if not parts["train"] or not parts["val"]:
-        raise ValueError("no training or validation samples: give --data with images and masks, or --synthetic N")
+        raise ValueError("no training or validation samples: give --data with labelled images, or --synthetic N")
     return parts
+
+
+def init_shape(init_from: str | Path) -> dict:
+    """Input size and width of the model `init_from` names: a run continues with its shape, not the defaults."""
+    source = Path(init_from)
+    if source.is_dir() and (source / "config.json").is_file() and not (source / "model.json").is_file():
+        run = json.loads((source / "config.json").read_text())
+        return {"input_hw": tuple(run["input_hw"]), "base_filters": run["base_filters"], "depth": run["depth"]}
+    if (source / "model.json").is_file():
+        card = json.loads((source / "model.json").read_text())
+        shape, arch = card["input"]["shape"], card["architecture"]
+        return {"input_hw": (shape[1], shape[2]), "base_filters": arch["base_filters"], "depth": arch["depth"]}
+    return {}
+
+
+def _initial_model(cfg: TrainConfig):
+    """A new U-Net of cfg's shape, or the model cfg.init_from names (an engine's weights, a run's best checkpoint)."""
+    import keras
+
+    from training.model import ModelConfig, build_unet
+
+    if not cfg.init_from:
+        return build_unet(ModelConfig(tuple(cfg.input_hw), cfg.base_filters, cfg.depth))
+    source = Path(cfg.init_from)
+    if source.suffix == ".keras":
+        return keras.models.load_model(source, compile=False)
+    if (source / "checkpoints" / "best.keras").is_file():
+        return keras.models.load_model(source / "checkpoints" / "best.keras", compile=False)
+    weights, card = source / WEIGHTS_FILE, source / "model.json"
+    if not weights.is_file() or not card.is_file():
+        raise FileNotFoundError(
+            f"{source}: not a run folder (checkpoints/best.keras) nor an engine folder with {WEIGHTS_FILE} and "
+            "model.json (engines exported by `iristrack export` carry their weights)"
+        )
+    arch = json.loads(card.read_text())
+    shape = arch["input"]["shape"]
+    model = build_unet(
+        ModelConfig((shape[1], shape[2]), arch["architecture"]["base_filters"], arch["architecture"]["depth"])
+    )
+    model.load_weights(weights)
+    return model
 
 
 def _plot_curves(history: list[dict], path: Path) -> None:
@@ -200,8 +271,9 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = l
     import tensorflow as tf
 
     from training.losses import LOSSES
-    from training.model import ModelConfig, build_unet
 
+    if cfg.init_from:
+        cfg = replace(cfg, **init_shape(cfg.init_from))
     run = Path(cfg.out_dir)
     run.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -227,16 +299,23 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = l
 
     parts = _split_samples(cfg, run)
     batches = _Batches(parts["train"], cfg)
-    x_val, gt_val = model_inputs(parts["val"]), edge_ground_truth(parts["val"])
+    val = parts["val"]
+    if cfg.val_limit and len(val) > cfg.val_limit:  # evenly spaced: every source keeps its share
+        val = [val[i] for i in np.linspace(0, len(val) - 1, cfg.val_limit).round().astype(int)]
+    x_val, gt_val = model_inputs(val), edge_ground_truth(val)
 
     last, best_path = run / "checkpoints" / "last.keras", run / "checkpoints" / "best.keras"
     history: list[dict] = json.loads((run / "history.json").read_text()) if resume and last.exists() else []
     if resume and last.exists():
         model = keras.models.load_model(last, custom_objects={f.__name__: f for f in LOSSES.values()})
-        model.optimizer.learning_rate.assign(cfg.learning_rate)  # --lr applies to the continued run
+        if cfg.lr_schedule == "constant":  # --lr applies to the continued run; a schedule continues where it was
+            model.optimizer.learning_rate.assign(cfg.learning_rate)
     else:
-        model = build_unet(ModelConfig(tuple(cfg.input_hw), cfg.base_filters, cfg.depth))
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=LOSSES[cfg.loss])
+        model = _initial_model(cfg)
+        lr = cfg.learning_rate
+        if cfg.lr_schedule == "cosine":
+            lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=cfg.epochs * len(batches))
+        model.compile(optimizer=keras.optimizers.Adam(lr), loss=LOSSES[cfg.loss])
     start_epoch = len(history)
     best_f = max((h["val_mean_f"] for h in history), default=-1.0)
     best_epoch = max(range(len(history)), key=lambda i: history[i]["val_mean_f"]) if history else 0

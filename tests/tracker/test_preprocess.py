@@ -59,3 +59,14 @@ def test_ellipse_normalises_and_maps_exactly():
     assert np.allclose(u**2 + v**2, 1.0, atol=1e-9)
     box = e.to_cv2()
     assert Ellipse.from_cv2(box) == e
+
+
+def test_colour_frames_become_their_red_channel_and_gray_ones_stay():
+    # The red channel shows the pupil of a brown iris best (tracker/preprocess.py); NIR stored as BGR is unchanged.
+    bgr = np.zeros((4, 5, 3), np.uint8)
+    bgr[..., 0], bgr[..., 1], bgr[..., 2] = 10, 20, 200
+    assert (to_gray(bgr) == 200).all()
+    nir = np.dstack([np.arange(20, dtype=np.uint8).reshape(4, 5)] * 3)
+    assert (to_gray(nir) == nir[..., 0]).all()
+    with pytest.raises(ValueError):
+        to_gray(np.zeros((4, 5, 3), np.int32))

@@ -57,3 +57,47 @@ def test_load_samples_drops_unreadable_pairs(tmp_path):
     (root / "images" / "s2.png").write_bytes(b"not an image")
     records = find_records(root) + [Record(root / "images" / "gone.png", root / "masks" / "s1.png", "s9", "gone")]
     assert [s.name for s in load_samples(records, (64, 64), workers=1)] == ["s1.png"]
+
+
+def _ellipse_set(root: Path, rows: list[tuple[str, str]]) -> Path:
+    """images/ + ellipses.csv with a visible iris (and pupil) drawn in each image; rows = (stem, subject)."""
+    (root / "images").mkdir(parents=True)
+    lines = ["image,iris_cx,iris_cy,iris_semi_major,iris_semi_minor,iris_angle_deg,"
+             "pupil_cx,pupil_cy,pupil_semi_major,pupil_semi_minor,pupil_angle_deg,subject,eye"]  # fmt: skip
+    for stem, subject in rows:
+        img = np.full((100, 140, 3), 210, np.uint8)
+        cv2.circle(img, (70, 50), 25, (60, 90, 120), -1)  # BGR iris; its red channel is what the model sees
+        cv2.circle(img, (70, 50), 9, (10, 10, 10), -1)
+        cv2.imwrite(str(root / "images" / f"{stem}.png"), img)
+        lines.append(f"{stem}.png,70,50,25,25,0,70,50,9,9,0,{subject},left")
+    (root / "ellipses.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_an_ellipse_set_loads_with_subjects_and_labels_the_arcs_it_shows(tmp_path):
+    root = _ellipse_set(tmp_path / "visible", [("a_left", "a"), ("a_right", "a"), ("b_left", "b")])
+    records = find_records(root)
+    assert [(r.name, r.subject, r.source) for r in records] == [
+        ("a_left.png", "a", "visible"),
+        ("a_right.png", "a", "visible"),
+        ("b_left.png", "b", "visible"),
+    ]
+    assert records[0].mask_path is None and records[0].iris.semi_major == 25
+    samples = load_samples(records, (64, 64), workers=1)
+    iris_arcs, pupil_arcs = samples[0].arcs
+    # Both boundaries fully visible: one closed arc each, on the true circle mapped to model pixels (x 64/140).
+    assert len(iris_arcs) == 1 and len(pupil_arcs) == 1
+    centre = np.array([(70 + 0.5) * 64 / 140 - 0.5, (50 + 0.5) * 64 / 100 - 0.5])
+    radii = np.abs(iris_arcs[0] - centre) / np.array([25 * 64 / 140, 25 * 64 / 100])
+    assert np.allclose(np.hypot(*radii.T), 1.0, atol=0.02)
+
+
+def test_adding_a_data_folder_moves_no_subject_of_another(tmp_path):
+    from training.train import split_records
+
+    first = [Record(Path(f"x/{i}.png"), None, f"s{i}", f"{i}.png") for i in range(40)]
+    second = [Record(Path(f"y/{i}.png"), None, f"t{i}", f"{i}.png") for i in range(25)]
+    alone, together = split_records([first], (0.7, 0.15, 0.15), 0), split_records([first, second], (0.7, 0.15, 0.15), 0)
+    for part in ("train", "val", "test"):
+        assert [s for s in together[part] if s.startswith("s")] == alone[part]
+    assert all(together[part] for part in ("train", "val", "test"))
