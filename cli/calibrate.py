@@ -26,7 +26,8 @@ SYNTHETIC_SIZES_WH = ((320, 240), (640, 480), (224, 160), (400, 300))
     "extra_data",
     type=click.Path(exists=True, file_okay=False),
     multiple=True,
-    help="another labelled set (ellipses.csv with subjects), split in halves by subject",
+    help="another labelled set (ellipses.csv with subjects): its val/test subjects of the model's card when the "
+    "model trained on it, else halves by subject",
 )
 @click.option(
     "--negatives",
@@ -106,7 +107,7 @@ def calibrate(dev_data, extra_data, n_negatives, n_synthetic, out_path, report_d
     sets, counts = {}, {}
     plan = [("dev_val", eyes(dev_data, split.val)), ("dev_test", eyes(dev_data, split.test))]
     for root in extra_data:
-        cal_half, test_half = cal.subject_halves(load_eval_set(root).subjects or ())
+        cal_half, test_half = cal.extra_set_halves(load_eval_set(root).subjects or (), split)
         name = Path(root).name
         plan += [(f"{name}_cal", eyes(root, cal_half)), (f"{name}_test", eyes(root, test_half))]
     plan += [("synthetic_cal", rendered(0)), ("synthetic_test", rendered(1))]

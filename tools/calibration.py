@@ -294,6 +294,15 @@ def subject_halves(subjects: Iterable[str], salt: str = "calibration") -> tuple[
     return set(order[: len(order) // 2]), set(order[len(order) // 2 :])
 
 
+def extra_set_halves(subjects: Iterable[str], split) -> tuple[set[str], set[str]]:
+    """(calibration, report) subjects of an extra labelled set: the model card's val and test subjects when the
+    model trained on the set (its train subjects would make the confidence over-trusting), else hash halves."""
+    subjects = set(subjects)
+    if split is not None and subjects & split.listed:
+        return subjects & (split.val or set()), subjects & (split.test or set())
+    return subject_halves(subjects)
+
+
 def negative_outcome(model: ConfidenceModel, samples: Sequence[Labelled], n_images: int, ambiguous=()) -> dict:
     """Eye-free images: how many keep any boundary, and how many would be `ok` (both boundaries trusted)."""
     per_image: dict[str, dict[str, float]] = {}
