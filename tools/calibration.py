@@ -295,8 +295,10 @@ def subject_halves(subjects: Iterable[str], salt: str = "calibration") -> tuple[
 
 
 def extra_set_halves(subjects: Iterable[str], split) -> tuple[set[str], set[str]]:
-    """(calibration, report) subjects of an extra labelled set: the model card's val and test subjects when the
-    model trained on the set (its train subjects would make the confidence over-trusting), else hash halves."""
+    """(calibration, report) subjects of an extra labelled set: the card's val / test ones, else hash halves.
+
+    A set the model trained on must not calibrate on its train subjects: the confidence would over-trust.
+    """
     subjects = set(subjects)
     if split is not None and subjects & split.listed:
         return subjects & (split.val or set()), subjects & (split.test or set())
