@@ -2,8 +2,10 @@
 
 Three dataset layouts are read (all coordinates in pixels of the image handed to the predictor, x right, y down):
 
-- ``images/`` + ``masks/``: masks with the same stem; ground truth fitted to the mask boundaries
-  (:func:`tools.masks.boundaries_from_mask`, any convention it recognises).
+- ``images/`` + ``labels/`` or ``masks/``: masks with the same stem; ground truth fitted to the mask boundaries
+  (:func:`tools.masks.boundaries_from_mask`, any convention it recognises: gray or ``.npy`` class maps, and
+  colour-class masks such as MOBIUS's). ``labels/`` is preferred when it holds masks: OpenEDS ships its
+  0..3 class maps there and a binary eye mask, without the pupil, in ``masks/``.
 - ``ellipses.csv``: columns ``image, iris_cx, iris_cy, iris_semi_major, iris_semi_minor, iris_angle_deg,
   pupil_*`` (the same five), optionally ``subject``; ``image`` is a file name inside ``images/`` or a path
   relative to the CSV (``images/x.png``); blank cells mean the boundary is absent and not scored.
@@ -216,7 +218,7 @@ class EvalSet:
     """The images of one dataset that are scored, in a stable order; each pass reads the files (lazily) again."""
 
     root: Path
-    layout: str  # the file or folder the ground truth comes from: "index.csv", "ellipses.csv" or "masks/"
+    layout: str  # where the ground truth comes from: "index.csv", "ellipses.csv", "labels/" or "masks/"
     entries: tuple[EvalEntry, ...]
     total: int  # images the layout holds before the subject split and the limit
     subjects: frozenset[str] | None  # every subject the layout lists, before the split; None when it lists none
@@ -230,7 +232,10 @@ class EvalSet:
 
 
 def _read_mask(path: Path) -> np.ndarray:
-    """(H, W) mask from an image file (the one image reader) or a .npy array."""
+    """(H, W) mask, or (H, W, 3) BGR for a colour-class mask, from an image file (the one image reader) or .npy.
+
+    Colour is kept (a gray conversion would merge the classes); gray stored as three equal channels is gray.
+    """
     if path.suffix.lower() == ".npy":
         try:
             mask = np.load(path)
@@ -238,9 +243,14 @@ def _read_mask(path: Path) -> np.ndarray:
             raise SourceError(f"cannot read mask {path}: {exc}") from exc
     else:
         mask = read_image(path)
-    if mask.ndim == 3:
-        mask = mask[:, :, 0] if mask.shape[2] == 1 else cv2.cvtColor(mask, cv2.COLOR_BGR2GRAY)
+    if mask.ndim == 3 and (mask.shape[2] == 1 or _equal_channels(mask)):
+        mask = mask[:, :, 0]
     return mask
+
+
+def _equal_channels(mask: np.ndarray) -> bool:
+    """(H, W, C) -> whether every channel equals the first (gray stored as colour)."""
+    return bool((mask == mask[:, :, :1]).all())
 
 
 def _boundaries(mask: np.ndarray, path: Path) -> tuple[Ellipse | None, Ellipse | None]:
@@ -279,16 +289,30 @@ def read_entry(entry: EvalEntry, original_size: bool = True) -> EvalItem:
     return EvalItem(entry.name, image, iris, pupil)
 
 
-def _mask_entries(root: Path) -> list[EvalEntry]:
+def _mask_files(folder: Path) -> dict[str, Path]:
+    """{stem: path} of the mask files in `folder` (empty when it is not a folder)."""
+    if not folder.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in MASK_EXTENSIONS}
+
+
+def _mask_folder(root: Path) -> str | None:
+    """The mask folder of an images/ layout: labels/ when it holds masks (class maps), else masks/, else None."""
+    if _mask_files(root / "labels"):
+        return "labels"
+    return next((name for name in ("masks", "labels") if (root / name).is_dir()), None)
+
+
+def _mask_entries(root: Path, folder: str) -> list[EvalEntry]:
     images = list_images(root / "images")
     if not images:
         raise SourceError(f"no images in {root / 'images'}: expected {ext_list()} files")
-    masks = {p.stem: p for p in sorted((root / "masks").iterdir()) if p.suffix.lower() in MASK_EXTENSIONS}
+    masks = _mask_files(root / folder)
     missing = [p.name for p in images if p.stem not in masks]
     if missing:
         raise SourceError(
             f"{len(missing)} of {len(images)} images in {root / 'images'} have no mask of the same stem in "
-            f"{root / 'masks'} (first: {missing[0]})"
+            f"{root / folder} (first: {missing[0]})"
         )
     return [EvalEntry(p.name, p, masks[p.stem]) for p in images]
 
@@ -400,11 +424,13 @@ def load_eval_set(
     elif (root / "ellipses.csv").is_file():
         layout, entries = "ellipses.csv", _ellipse_entries(root)
     elif not (root / "images").is_dir():
-        raise SourceError(f"{root} has no images/ folder or index.csv: expected images/ + masks/ or ellipses.csv")
-    elif (root / "masks").is_dir():
-        layout, entries = "masks/", _mask_entries(root)
+        raise SourceError(
+            f"{root} has no images/ folder or index.csv: expected images/ + labels/ or masks/, or ellipses.csv"
+        )
+    elif (folder := _mask_folder(root)) is not None:
+        layout, entries = f"{folder}/", _mask_entries(root, folder)
     else:
-        raise SourceError(f"{root} has images/ but neither masks/ nor ellipses.csv to score against")
+        raise SourceError(f"{root} has images/ but neither labels/, masks/ nor ellipses.csv to score against")
     subjects = frozenset(e.subject for e in entries if e.subject is not None) or None
     total = len(entries)
     if split_subjects is not None:

@@ -11,8 +11,14 @@ import numpy as np
 from tracker.fit.geometry import EllipseFit, ellipse_distance_px, fit_ellipse_robust
 from tracker.structures import Ellipse
 
-CONVENTIONS = ("auto", "hole", "labels", "openeds")
+CONVENTIONS = ("auto", "hole", "labels", "openeds", "rgb_classes")
 OPENEDS_SCLERA = 1
+OPENEDS_IRIS = 2
+OPENEDS_PUPIL = 3
+# "rgb_classes" (MOBIUS): the file's colours are RGB red sclera, green iris, blue pupil, black the rest.
+# OpenCV decodes to BGR, so in the array the channel of each class is: sclera 2, iris 1, pupil 0.
+RGB_CLASS_CHANNELS_BGR = ((OPENEDS_SCLERA, 2), (OPENEDS_IRIS, 1), (OPENEDS_PUPIL, 0))
+RGB_CLASS_ON = 127  # a class colour has its channel above this and the other two at or below it
 MASK_INLIER_TOL_PX = 1.0  # edge midpoints of a rasterised ellipse lie within 0.5 px of it; lid lines do not
 MASK_RANSAC_ITERATIONS = 256  # labels are built offline: buy robustness with iterations
 MIN_REGION_PX = 20  # an iris or pupil region smaller than this is annotation debris, not a boundary
@@ -37,7 +43,14 @@ class MaskBoundaries:
 
 
 def detect_convention(mask: np.ndarray) -> str:
-    """(H, W) integer mask -> "hole" (0/255 iris texture), "labels" (0/1/2) or "openeds" (0..3)."""
+    """(H, W) integer mask -> "hole" (0/255 iris texture), "labels" (0/1/2) or "openeds" (0..3).
+
+    An (H, W, 3) mask whose channels differ somewhere is "rgb_classes"; one with equal channels is read as
+    its first channel, as before.
+    """
+    if _is_colour(mask):
+        return "rgb_classes"
+    mask = _as_2d(mask)
     top = int(mask.max()) if mask.size else 0
     if top > 3:
         return "hole"
@@ -47,29 +60,28 @@ def detect_convention(mask: np.ndarray) -> str:
 
 
 def split_mask(mask: np.ndarray, convention: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    """(H, W) mask -> (iris, pupil) (H, W) bool regions; iris excludes the pupil."""
-    mask = _as_2d(mask)
+    """(H, W) mask, or (H, W, 3) BGR for "rgb_classes" -> (iris, pupil) (H, W) bool regions; iris excludes the pupil."""
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    if convention == "auto":
-        convention = detect_convention(mask)
+    mask, convention = _class_map(mask, convention)
     if convention == "labels":
         return mask == 1, mask == 2
     if convention == "openeds":
-        return mask == 2, mask == 3
+        return mask == OPENEDS_IRIS, mask == OPENEDS_PUPIL
     iris = mask > 127
     return iris, _pupil_from_hole(iris)
 
 
 def boundaries_from_mask(mask: np.ndarray, convention: str = "auto") -> MaskBoundaries:
-    """(H, W) mask -> limbus and pupil ellipses robustly fitted to boundary edge midpoints (lid cuts rejected).
+    """(H, W) mask (or (H, W, 3) BGR colour classes) -> limbus and pupil ellipses fitted to boundary edge midpoints.
 
     Limbus candidates: edges of iris-or-pupil against everything else (against the sclera only, for
-    "openeds"); pupil candidates: edges of pupil against iris only. The robust fit drops the lid cuts.
+    "openeds" and "rgb_classes"); pupil candidates: edges of pupil against iris only. The robust fit drops
+    the lid cuts.
     """
-    mask = _as_2d(mask)
-    if convention == "auto":
-        convention = detect_convention(mask)
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    mask, convention = _class_map(mask, convention)
     iris, pupil = split_mask(mask, convention)
     # Holes that are not the pupil (glints, eyelash gaps) would put false limbus and pupil edges inside.
     eye = _fill_holes(iris | pupil)
@@ -124,6 +136,22 @@ def visible_arcs(e: Ellipse, boundary_xy: np.ndarray, n: int = 360, tol_px: floa
     return [samples[a:b] for a, b in zip(starts, stops, strict=True)]
 
 
+def rgb_class_labels(mask: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 BGR colour-class mask (RGB red sclera, green iris, blue pupil) -> (H, W) uint8 0..3 map.
+
+    Values as "openeds": 0 other, 1 sclera, 2 iris, 3 pupil; a pixel of any other colour is 0.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 3 or mask.shape[2] != 3:
+        raise ValueError(f"convention 'rgb_classes' needs an (H, W, 3) colour mask, got shape {mask.shape}")
+    on = mask > RGB_CLASS_ON
+    pure = on.sum(axis=2) == 1  # white, yellow, ... are not a class
+    labels = np.zeros(mask.shape[:2], np.uint8)
+    for value, channel in RGB_CLASS_CHANNELS_BGR:
+        labels[on[..., channel] & pure] = value
+    return labels
+
+
 # --- internals ---------------------------------------------------------------------------------------------
 
 
@@ -172,6 +200,26 @@ def _pupil_consistent(iris: Ellipse, pupil: Ellipse) -> bool:
         and pupil.semi_major < iris.semi_major
         and abs(pupil.axis_ratio - iris.axis_ratio) <= MAX_AXIS_RATIO_GAP
     )
+
+
+def _class_map(mask: np.ndarray, convention: str) -> tuple[np.ndarray, str]:
+    """Mask and convention (possibly "auto") -> (H, W) mask and the convention to read it by.
+
+    A colour-class mask becomes its "openeds" label map (same classes, same limbus rule against the sclera).
+    """
+    if convention == "auto":
+        convention = detect_convention(mask)
+    if convention == "rgb_classes":
+        return rgb_class_labels(mask), "openeds"
+    return _as_2d(mask), convention
+
+
+def _is_colour(mask: np.ndarray) -> bool:
+    """Whether `mask` is (H, W, 3) with channels that differ somewhere (so not gray stored as colour)."""
+    mask = np.asarray(mask)
+    if mask.ndim != 3 or mask.shape[2] != 3:
+        return False
+    return bool(np.any(mask[..., 0] != mask[..., 1]) or np.any(mask[..., 0] != mask[..., 2]))
 
 
 def _as_2d(mask: np.ndarray) -> np.ndarray:

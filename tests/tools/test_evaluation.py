@@ -274,6 +274,74 @@ def test_mask_layout(tmp_path, labels):
         assert _close(item.iris_gt, IRIS) and _close(item.pupil_gt, PUPIL)
 
 
+def _class_maps(shape_hw=(100, 120)) -> tuple[np.ndarray, np.ndarray]:
+    """OpenEDS-style (0 other, 1 sclera, 2 iris, 3 pupil) uint8 map and its (H, W, 3) BGR colour-class mask."""
+    labels = np.zeros(shape_hw, np.uint8)
+    cv2.ellipse(labels, Ellipse(IRIS.cx, IRIS.cy, 55, 32, 0.0).to_cv2(), 1, -1)  # sclera
+    cv2.ellipse(labels, IRIS.to_cv2(), 2, -1)
+    cv2.ellipse(labels, PUPIL.to_cv2(), 3, -1)
+    bgr = np.zeros((*shape_hw, 3), np.uint8)
+    bgr[labels == 1], bgr[labels == 2], bgr[labels == 3] = (0, 0, 255), (0, 255, 0), (255, 0, 0)  # RGB r, g, b
+    return labels, bgr
+
+
+def test_labels_npy_layout_is_preferred_over_masks(tmp_path):
+    # OpenEDS: labels/*.npy class maps beside masks/ holding a binary eye mask (iris and pupil as one region).
+    root = tmp_path / "openeds"
+    for folder in ("images", "labels", "masks"):
+        (root / folder).mkdir(parents=True)
+    labels, _ = _class_maps()
+    for i in range(2):
+        cv2.imwrite(str(root / "images" / f"{i:06d}.png"), np.full((100, 120), 90, np.uint8))
+        np.save(root / "labels" / f"{i:06d}.npy", labels)
+        cv2.imwrite(str(root / "masks" / f"{i:06d}.png"), (labels >= 2).astype(np.uint8))
+    items = load_eval_set(root)
+    assert items.layout == "labels/" and len(items) == 2
+    for item in items:
+        assert _close(item.iris_gt, IRIS) and _close(item.pupil_gt, PUPIL)
+
+
+def test_empty_labels_folder_falls_back_to_masks(tmp_path):
+    root = _mask_layout(tmp_path / "set")
+    (root / "labels").mkdir()
+    assert load_eval_set(root).layout == "masks/"
+
+
+def test_colour_class_masks_keep_their_classes(tmp_path):
+    # MOBIUS: PNG masks in RGB class colours; a gray conversion would merge iris, pupil and sclera.
+    root = tmp_path / "mobius"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    _, bgr = _class_maps()
+    cv2.imwrite(str(root / "images" / "1_1i_Ls_1.jpg"), np.full((100, 120, 3), 60, np.uint8))
+    cv2.imwrite(str(root / "masks" / "1_1i_Ls_1.png"), bgr)
+    items = load_eval_set(root)
+    assert items.layout == "masks/"
+    (item,) = list(items)
+    assert _close(item.iris_gt, IRIS) and _close(item.pupil_gt, PUPIL)
+
+
+def test_gray_mask_saved_as_colour_reads_as_gray(tmp_path):
+    root = _mask_layout(tmp_path / "set", n=1)
+    gray = cv2.imread(str(root / "masks" / "eye0.png"), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(root / "masks" / "eye0.png"), cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
+    (item,) = list(load_eval_set(root))
+    assert _close(item.iris_gt, IRIS) and _close(item.pupil_gt, PUPIL)
+
+
+SMOKE = SHARED_DATA / "smoke"
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not (SMOKE / "openeds" / "labels").is_dir(), reason="smoke data not in ../shared/data")
+def test_openeds_smoke_sample_scores_iris_and_pupil_from_labels():
+    items = load_eval_set(SMOKE / "openeds")
+    assert items.layout == "labels/"
+    for item in items:
+        assert item.iris_gt is not None and item.pupil_gt is not None
+        assert item.pupil_gt.semi_major < item.iris_gt.semi_major
+
+
 def test_mask_layout_limit(tmp_path):
     assert len(list(load_eval_set(_mask_layout(tmp_path / "set"), limit=2))) == 2
 
@@ -391,7 +459,7 @@ def test_index_layout_unknown_subjects_is_a_source_error(tmp_path):
     [
         (lambda root: None, "does not exist"),
         (lambda root: root.mkdir(), "no images/ folder"),
-        (lambda root: (root / "images").mkdir(parents=True), "neither masks/ nor ellipses.csv"),
+        (lambda root: (root / "images").mkdir(parents=True), "neither labels/, masks/ nor ellipses.csv"),
         (lambda root: ((root / "images").mkdir(parents=True), (root / "masks").mkdir()), "no images in"),
     ],
 )

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from tests.paths import REPO
-from tools.masks import MaskBoundaries, boundaries_from_mask, detect_convention, split_mask, visible_arcs
+from tools.masks import (
+    MaskBoundaries,
+    boundaries_from_mask,
+    detect_convention,
+    rgb_class_labels,
+    split_mask,
+    visible_arcs,
+)
 from tracker.fit.geometry import ellipse_distance_px
 from tracker.structures import Ellipse
 
@@ -21,6 +28,8 @@ ON_CURVE_TOL_PX = 1.0  # every reported boundary point lies this close to the tr
 ARC_TOL_PX = 1.5  # visible_arcs tolerance used in the tests
 SIDE_ARCS_AXIS_TOL_PX = 1.0  # axes from only the two side arcs left between both lids
 SIDE_ARCS_ON_CURVE_TOL_PX = 1.5  # inlier band (1 px) around a fit that may be off by up to the axis budget
+RGB_CIRCLE_TOL_PX = 1.0  # centre and radius of a circle fitted to a rasterised colour-class mask
+PINNED_TOL = 1e-6  # a 2-D mask reads exactly as before the colour convention was added
 
 H, W = 224, 224
 IRIS = Ellipse(110.3, 118.7, 52.4, 47.1, 0.3)
@@ -201,3 +210,116 @@ def test_limbus_when_both_lids_cut_the_iris(convention):
     assert abs(b.iris.semi_major - IRIS.semi_major) < SIDE_ARCS_AXIS_TOL_PX
     assert abs(b.iris.semi_minor - IRIS.semi_minor) < SIDE_ARCS_AXIS_TOL_PX
     assert ellipse_distance_px(IRIS, b.iris_xy).max() < SIDE_ARCS_ON_CURVE_TOL_PX
+
+
+# --- colour-class masks (MOBIUS: RGB red sclera, green iris, blue pupil; arrays in OpenCV's BGR order) --------
+
+BGR = {"sclera": (0, 0, 255), "iris": (0, 255, 0), "pupil": (255, 0, 0)}  # RGB red, green, blue as BGR
+
+
+def rgb_class_mask(iris: Ellipse, pupil: Ellipse, shape=(H, W), top_y: float | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 BGR mask: sclera around the iris, iris, pupil; black above the lid and outside the eye."""
+    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]]
+    visible = ys >= lid_y(xs, top_y)
+    mask = np.zeros((*shape, 3), np.uint8)
+    sclera = Ellipse(iris.cx, iris.cy, 2.0 * iris.semi_major, 1.2 * iris.semi_minor, 0.0)
+    mask[inside(sclera, shape) & visible] = BGR["sclera"]
+    mask[inside(iris, shape) & visible] = BGR["iris"]
+    mask[inside(pupil, shape) & visible] = BGR["pupil"]
+    return mask
+
+
+@pytest.mark.parametrize(
+    ("bgr", "label"),
+    [
+        ((0, 0, 255), 1),  # RGB red: sclera
+        ((0, 255, 0), 2),  # RGB green: iris
+        ((255, 0, 0), 3),  # RGB blue: pupil (would be sclera if the channels were read as RGB)
+        ((0, 0, 0), 0),
+        ((255, 255, 255), 0),  # not a class colour
+        ((0, 255, 255), 0),  # RGB yellow: not a class colour
+        ((10, 20, 200), 1),  # anti-aliased red still reads as red
+    ],
+)
+def test_rgb_class_labels(bgr, label):
+    mask = np.zeros((2, 3, 3), np.uint8)
+    mask[1, 2] = bgr
+    labels = rgb_class_labels(mask)
+    assert labels.shape == (2, 3) and labels.dtype == np.uint8
+    assert labels[1, 2] == label and not labels[0].any()
+
+
+@pytest.mark.parametrize("top_y", [None, 85.0])
+def test_rgb_class_mask_recovers_iris_and_pupil_circles(top_y):
+    iris, pupil = Ellipse.circle(110.4, 117.6, 50.3), Ellipse.circle(113.7, 120.2, 19.6)
+    mask = rgb_class_mask(iris, pupil, top_y=top_y)
+    assert detect_convention(mask) == "rgb_classes"
+    for found in (boundaries_from_mask(mask), boundaries_from_mask(mask, "rgb_classes")):
+        for fit, truth in ((found.iris, iris), (found.pupil, pupil)):
+            assert math.hypot(fit.cx - truth.cx, fit.cy - truth.cy) < RGB_CIRCLE_TOL_PX
+            assert abs(fit.semi_major - truth.semi_major) < RGB_CIRCLE_TOL_PX
+            assert abs(fit.semi_minor - truth.semi_minor) < RGB_CIRCLE_TOL_PX
+        # Limbus points only against the sclera: none on the lid line, none on the black outside.
+        assert ellipse_distance_px(iris, found.iris_xy).max() < ON_CURVE_TOL_PX
+
+
+def test_rgb_class_mask_splits_into_iris_ring_and_pupil():
+    iris, pupil = Ellipse.circle(110.4, 117.6, 50.3), Ellipse.circle(113.7, 120.2, 19.6)
+    iris_region, pupil_region = split_mask(rgb_class_mask(iris, pupil))
+    assert np.array_equal(pupil_region, inside(pupil))
+    assert np.array_equal(iris_region, inside(iris) & ~inside(pupil))
+
+
+def test_rgb_classes_needs_a_colour_mask():
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        split_mask(np.zeros((8, 8), np.uint8), "rgb_classes")
+
+
+@pytest.mark.parametrize("convention", ["hole", "labels", "openeds"])
+def test_gray_mask_stored_as_three_channels_reads_as_its_2d_mask(convention):
+    mask = synthetic_mask(convention, 112.0)
+    as_colour = np.repeat(mask[..., None], 3, axis=2)
+    assert detect_convention(as_colour) == convention
+    a, b = boundaries_from_mask(mask), boundaries_from_mask(as_colour)
+    assert a.iris == b.iris and a.pupil == b.pupil
+    assert np.array_equal(a.iris_xy, b.iris_xy) and np.array_equal(a.pupil_xy, b.pupil_xy)
+
+
+# Results of boundaries_from_mask / split_mask on the 2-D synthetic masks, recorded before the "rgb_classes"
+# convention was added: (iris cx, cy, semi_major, semi_minor, angle_rad), pupil the same, iris and pupil
+# inlier counts, iris and pupil region pixels.
+PINNED_2D = {
+    ("hole", None): (
+        (110.317804, 118.721505, 52.426746, 47.069045, 0.304274),
+        (113.146011, 121.428092, 20.658352, 18.235487, 1.114957),
+        (398, 154, 6570, 1183),
+    ),
+    ("hole", 112.0): (
+        (110.348961, 118.46164, 52.439101, 47.369925, 0.314781),
+        (113.13042, 121.418233, 20.687811, 18.215846, 1.113785),
+        (195, 97, 3285, 897),
+    ),
+    ("labels", 112.0): (
+        (110.348961, 118.46164, 52.439101, 47.369925, 0.314781),
+        (113.13042, 121.418233, 20.687811, 18.215846, 1.113785),
+        (195, 97, 3285, 910),
+    ),
+    ("openeds", 85.0): (
+        (110.342857, 118.64021, 52.419817, 47.169081, 0.304351),
+        (113.146011, 121.428092, 20.658352, 18.235487, 1.114957),
+        (180, 154, 5696, 1183),
+    ),
+}
+
+
+@pytest.mark.parametrize(("convention", "top_y"), list(PINNED_2D))
+def test_2d_masks_read_as_before_the_colour_convention(convention, top_y):
+    iris, pupil, counts = PINNED_2D[(convention, top_y)]
+    mask = synthetic_mask(convention, top_y)
+    for given in ("auto", convention):
+        b = boundaries_from_mask(mask, given)
+        iris_region, pupil_region = split_mask(mask, given)
+        for fit, pinned in ((b.iris, iris), (b.pupil, pupil)):
+            got = (fit.cx, fit.cy, fit.semi_major, fit.semi_minor, fit.angle_rad)
+            assert got == pytest.approx(pinned, abs=PINNED_TOL)
+        assert (len(b.iris_xy), len(b.pupil_xy), int(iris_region.sum()), int(pupil_region.sum())) == counts
