@@ -37,7 +37,7 @@ from cli.common import _backend_options, _tracker_config, load_tracker
 def eval_command(
     data, model, backend, split_name, split_from, stored_size, baseline, limit, shape, threshold, as_json
 ) -> None:
-    """Score boundaries on DATA: images/ + masks/, images/ + ellipses.csv, or a folder with index.csv.
+    """Score boundaries on DATA: images/ + masks/ (or labels/), images/ + ellipses.csv, or a folder with index.csv.
 
     Says on stderr what it scores (images, split and where the split came from) and warns when the images
     include subjects the model was trained on.
