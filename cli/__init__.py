@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from cli import batch, bench, calibrate, evaluate, gpu, run, train
+from cli import batch, bench, calibrate, capture, evaluate, gpu, run, train
 from tracker.errors import TrackerError
 
 
@@ -54,6 +54,7 @@ def main() -> None:
 for _command in (
     run.run,
     run.labels_import,
+    capture.capture,
     batch.batch,
     evaluate.eval_command,
     evaluate.cross_eval,

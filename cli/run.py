@@ -76,6 +76,18 @@ LABELS_EVERY_VIDEO = 10  # --save-labels-every default for videos and cameras: 6
     default=None,
     help="keep at most one labelled frame per N frames  [default: 10; 1 for images]",
 )
+@click.option(
+    "--quality",
+    is_flag=True,
+    help="add each frame's ISO/IEC 29794-6 quality measures and gate verdict to --out and --csv (README Capture)",
+)
+@click.option(
+    "--profile",
+    "profile_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="quality gates from a .toml or .json profile (with --quality; default: the shipped profile)",
+)
 @click.option("--quiet", is_flag=True, help="no progress bar or summary")
 def run(
     source,
@@ -98,6 +110,8 @@ def run(
     labels_dir,
     labels_every,
     labels_partial,
+    quality,
+    profile_path,
     quiet,
 ) -> None:
     """Track SOURCE: a video, an image, a folder or glob of images, a camera index (0) or an OpenCV/GStreamer URL.
@@ -118,6 +132,7 @@ def run(
     check_output_paths({**outputs, "--save-labels": labels_csv}, inputs)
     if labels_dir:
         check_labels_folder(labels_dir, _source_folders(source))
+    assessor = _quality_assessor(quality, profile_path)
     camera = CameraOptions(width=width, height=height, fps=camera_fps, exposure=exposure)
     inline = PIPELINED_BY_DEFAULT if pipelined is None else pipelined
     report = ClipReport(truth_csv)
@@ -135,7 +150,7 @@ def run(
         # Unrelated images are all worth keeping; a video's neighbouring frames are near-duplicates.
         every = labels_every or (1 if folder_like else LABELS_EVERY_VIDEO)
         labels = stack.enter_context(LabelSink(labels_dir, every, labels_partial)) if labels_dir else None
-        sink = stack.enter_context(_open_sinks(jsonl, csv_path, video_out, window, src.fps, labels))
+        sink = stack.enter_context(_open_sinks(jsonl, csv_path, video_out, window, src.fps, labels, assessor))
         # The loop also stops when the window asks (q/Esc or closed): MultiSink passes on wants_quit.
         summary = runner.run(
             src, tracker, sink, pipelined=pipelined, progress=not quiet, max_frames=max_frames, on_result=report.add
@@ -189,7 +204,19 @@ def _print_skip(message: str) -> None:
     tqdm.write(message if message.startswith("skipped") else f"skipped: {message}", file=sys.stderr)
 
 
-def _open_sinks(jsonl, csv_path, video_out, window, fps: float | None, labels=None):
+def _quality_assessor(quality: bool, profile_path: str | None):
+    """The QualityAssessor of --quality (its profile read now: a bad file fails before anything opens), or None."""
+    if profile_path and not quality:
+        raise click.UsageError("--profile sets the gates of --quality: add --quality")
+    if not quality:
+        return None
+    from tracker.io.sinks import QualityAssessor
+    from tracker.quality import load_profile
+
+    return QualityAssessor(load_profile(profile_path) if profile_path else None)
+
+
+def _open_sinks(jsonl, csv_path, video_out, window, fps: float | None, labels=None, quality=None):
     """MultiSink over the requested outputs, each created now (folders too), then the label set, the window last."""
     from tracker.io.sinks import CsvSink, JsonlSink, MultiSink
     from tracker.io.video import VideoSink
@@ -197,9 +224,9 @@ def _open_sinks(jsonl, csv_path, video_out, window, fps: float | None, labels=No
     outputs = []
     with ExitStack() as opened:  # a sink that fails to open closes the ones opened before it
         if jsonl:
-            outputs.append(opened.enter_context(JsonlSink(jsonl)))
+            outputs.append(opened.enter_context(JsonlSink(jsonl, quality)))
         if csv_path:
-            outputs.append(opened.enter_context(CsvSink(csv_path)))
+            outputs.append(opened.enter_context(CsvSink(csv_path, quality)))
         if video_out:
             outputs.append(opened.enter_context(VideoSink(video_out, fps=fps or 30.0)))
         opened.pop_all()

@@ -89,3 +89,27 @@ def draw_overlay(image: np.ndarray, result: FrameResult, *, fps: float | None = 
         for i, (line, color) in enumerate(lines):
             _put_text(img, line, (4, line_h * (i + 1)), scale, color)
     return img
+
+
+PASS_BGR = (0, 200, 0)
+FAIL_BGR = (0, 0, 255)
+
+
+def draw_quality(img: np.ndarray, report, kept: int | None = None, wanted: int | None = None) -> np.ndarray:
+    """Write a QualityReport's verdict on an overlay (H, W, 3) uint8, in place: PASS, or FAIL and the failing gates.
+
+    The verdict goes at the bottom left (the result's lines are at the top), with `kept/wanted` when given.
+    """
+    h, w = img.shape[:2]
+    scale = max(0.3, min(h, w) / 600)
+    line_h = int(30 * scale) + 4
+    counter = f"  kept {kept}/{wanted}" if kept is not None and wanted is not None else ""
+    if report.passed:
+        lines = [(f"PASS  score {report.score:.1f}{counter}", PASS_BGR)]
+    else:
+        lines = [(f"FAIL{counter}", FAIL_BGR), *((f"  {gate}", FAIL_BGR) for gate in report.failed[:4])]
+        if len(report.failed) > 4:
+            lines.append((f"  +{len(report.failed) - 4} more", FAIL_BGR))
+    for i, (line, color) in enumerate(lines):
+        _put_text(img, line, (4, h - 6 - line_h * (len(lines) - 1 - i)), scale, color)
+    return img

@@ -2,6 +2,8 @@
 
 Every sink is a context manager with `write(frame, result)` and an idempotent `close()`. File sinks
 write each frame's line in one call and flush it, so a crash or Ctrl-C loses nothing already processed.
+Given a `QualityAssessor` (`iristrack run --quality`), the JSONL and CSV sinks also write each frame's quality
+measures and gate verdict (tracker/quality.py); without one their records are unchanged.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tracker.errors import TrackerError
+from tracker.quality import MEASURE_NAMES, Profile, QualityReport, default_profile, quality_of
 from tracker.structures import Boundary, Frame, FrameResult, Status
 
 _BOUNDARY_KEYS = ("cx", "cy", "semi_major", "semi_minor", "angle_deg", "confidence", "trusted")
@@ -29,6 +32,23 @@ CSV_COLUMNS = (
     "status",
     "latency_ms",
 )
+QUALITY_COLUMNS = (*(f"quality_{k}" for k in MEASURE_NAMES), "quality_pass", "quality_failed", "quality_score")
+
+
+class QualityAssessor:
+    """(frame, result) -> QualityReport under one profile, computed once per frame however many sinks ask."""
+
+    def __init__(self, profile: Profile | None = None) -> None:
+        self.profile = profile or default_profile()
+        self._last: tuple[int, int, QualityReport] | None = None
+
+    def __call__(self, frame: Frame | None, result: FrameResult) -> QualityReport:
+        """The report of this frame (the cached one when the previous caller asked for the same pair)."""
+        key = (id(frame), id(result))
+        if self._last is None or self._last[:2] != key:
+            image = frame.image if frame is not None else None
+            self._last = (*key, quality_of(image, result, self.profile))
+        return self._last[2]
 
 
 class Sink(Protocol):
@@ -172,15 +192,22 @@ class LineFile:
 
 
 class JsonlSink(ClosingSink):
-    """One JSON object per frame and line (see `result_to_dict`), each line written to the OS at once."""
+    """One JSON object per frame and line (see `result_to_dict`), each line written to the OS at once.
 
-    def __init__(self, path: str | Path) -> None:
+    With `quality`, each object also holds `quality`: the measures, `quality_pass`, `quality_failed`, `quality_score`.
+    """
+
+    def __init__(self, path: str | Path, quality: QualityAssessor | None = None) -> None:
         self._file = LineFile(path)
         self.path = self._file.path
+        self._quality = quality
 
     def write(self, frame: Frame | None, result: FrameResult) -> None:
         """Append `result` as one line."""
-        self._file.write_line((json.dumps(result_to_dict(result), allow_nan=False) + "\n").encode())
+        record = result_to_dict(result)
+        if self._quality is not None:
+            record["quality"] = self._quality(frame, result).to_dict()
+        self._file.write_line((json.dumps(record, allow_nan=False) + "\n").encode())
 
     def close(self) -> None:
         """Close the file; safe to call twice."""
@@ -188,18 +215,30 @@ class JsonlSink(ClosingSink):
 
 
 class CsvSink(ClosingSink):
-    """Flat CSV with CSV_COLUMNS, blank cells for absent boundaries, each row written to the OS at once."""
+    """Flat CSV with CSV_COLUMNS, blank cells for absent boundaries, each row written to the OS at once.
 
-    def __init__(self, path: str | Path) -> None:
+    With `quality`, QUALITY_COLUMNS follow (blank where a measure is absent; failed gates joined by `;`).
+    """
+
+    def __init__(self, path: str | Path, quality: QualityAssessor | None = None) -> None:
         self._file = LineFile(path)
         self.path = self._file.path
+        self._quality = quality
         self._row = io.StringIO()  # one row is formatted here, then written whole
         self._writer = csv.writer(self._row)
-        self._write_row(CSV_COLUMNS)
+        self._write_row(CSV_COLUMNS + (QUALITY_COLUMNS if quality is not None else ()))
 
     def write(self, frame: Frame | None, result: FrameResult) -> None:
         """Append `result` as one row."""
-        self._write_row(result_to_row(result))  # csv writes None as an empty cell
+        row = result_to_row(result)
+        if self._quality is not None:
+            q = self._quality(frame, result).to_dict()
+            row += [q[k] for k in MEASURE_NAMES] + [
+                q["quality_pass"],
+                ";".join(q["quality_failed"]),
+                q["quality_score"],
+            ]
+        self._write_row(row)  # csv writes None as an empty cell
 
     def _write_row(self, row) -> None:
         self._row.seek(0)
