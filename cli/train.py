@@ -38,6 +38,12 @@ def _need_tensorflow() -> None:
 )
 @click.option("--synthetic", default=0, show_default=True, help="number of synthetic eyes to add to the training set")
 @click.option(
+    "--negatives",
+    default=0,
+    show_default=True,
+    help="eye-free images (textures, text, rings; tools.negatives) added to training with no edges",
+)
+@click.option(
     "--synthetic-kind",
     type=click.Choice(["randomised", "nir"]),
     default="randomised",

@@ -307,3 +307,25 @@ def synthetic_samples(
         small = cv2.resize(gray, (input_hw[1], input_hw[0]), interpolation=cv2.INTER_AREA)
         samples.append(EdgeSample(f"synthetic/{i:05d}", "synthetic", small, arcs))
     return samples
+
+
+NEGATIVE_SEED = 4242  # calibration and tests draw eye-free images from seeds 0, 1 and 7
+TRAIN_NEGATIVE_KINDS_EXCLUDED = ("dark_disc",)  # a lone dark disc is what a pupil-only close-up looks like
+
+
+def negative_samples(n: int, input_hw: tuple[int, int] = INPUT_HW, seed: int = NEGATIVE_SEED) -> list[EdgeSample]:
+    """N synthetic eye-free images (tools.negatives: textures, text, rings, blobs) with no edge anywhere.
+
+    Lone dark discs are left out: they are what a pupil-only close-up looks like, so "no edge" would be wrong.
+    """
+    from tools.negatives import synthetic_negative
+
+    samples, index = [], 0
+    while len(samples) < n:
+        item = synthetic_negative(index, seed)
+        index += 1
+        if item.kind in TRAIN_NEGATIVE_KINDS_EXCLUDED:
+            continue
+        small = cv2.resize(_gray_u8(item.image), (input_hw[1], input_hw[0]), interpolation=cv2.INTER_AREA)
+        samples.append(EdgeSample(f"negative/{item.name}", "negative", small, ([], [])))
+    return samples

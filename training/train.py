@@ -21,6 +21,7 @@ from training.data import (
     Record,
     find_records,
     load_samples,
+    negative_samples,
     split_subjects,
     synthetic_samples,
     write_split,
@@ -37,6 +38,7 @@ class TrainConfig:
     data_dirs: tuple[str, ...] = ()
     synthetic: int = 0
     synthetic_randomised: bool = True  # domain-randomised synthetic eyes (tools.synthetic.random_domain_eye)
+    negatives: int = 0  # eye-free images (tools.negatives) added to train with no edge labels
     leave_out: tuple[str, ...] = ()  # sources (casia-interval, iitd, visible-eyes) kept out of train and val
     init_from: str | None = None  # start from this model's weights: an engine folder, a run folder or a .keras file
     lr_schedule: str = "constant"  # "cosine": decays to 0 over epochs x steps (one command, no second phase)
@@ -195,6 +197,8 @@ def _split_samples(cfg: TrainConfig, run: Path) -> dict[str, list[EdgeSample]]:
                 synth[n_hold : 2 * n_hold],
                 synth[2 * n_hold :],
             )
+    if cfg.negatives:
+        parts["train"] += negative_samples(cfg.negatives, cfg.input_hw)
     if not parts["train"] or not parts["val"]:
         raise ValueError("no training or validation samples: give --data with labelled images, or --synthetic N")
     return parts

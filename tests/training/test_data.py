@@ -101,3 +101,12 @@ def test_adding_a_data_folder_moves_no_subject_of_another(tmp_path):
     for part in ("train", "val", "test"):
         assert [s for s in together[part] if s.startswith("s")] == alone[part]
     assert all(together[part] for part in ("train", "val", "test"))
+
+
+def test_training_negatives_have_no_edges_and_no_lone_dark_discs():
+    from training.data import negative_samples
+
+    samples = negative_samples(30, (64, 64))
+    assert len(samples) == 30 and all(s.image.shape == (64, 64) and s.arcs == ([], []) for s in samples)
+    assert not any("dark_disc" in s.name for s in samples)  # a lone dark disc may be a real pupil close-up
+    assert len({s.name for s in samples}) == 30
