@@ -361,6 +361,46 @@ def test_reading_past_damage_is_bounded(frame_count, reads):
     )
 
 
+def _h264_clip(path: Path, n_frames: int, gop: int) -> None:
+    """A plain (unfragmented) H.264 MP4 of rendered eyes, a keyframe every `gop` frames, as cameras record."""
+    import av
+
+    from tools.synthetic import render_clip
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "0"}
+        for image, _truth in render_clip(n_frames, (320, 240), 25.0, seed=1):
+            frame = av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), format="bgr24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def test_a_damaged_h264_video_keeps_true_frame_positions_and_reports_the_skip(tmp_path):
+    # The deepvog test below on a clip made here, so it runs without the development data.
+    clip, damaged = tmp_path / "clip.mp4", tmp_path / "damaged.mp4"
+    _h264_clip(clip, 300, gop=100)
+    damaged.write_bytes(clip.read_bytes())
+    zero_middle_of_mdat(damaged, 20_000)
+
+    def digest(frame: Frame) -> str:
+        return hashlib.sha1(frame.image.tobytes()).hexdigest()
+
+    with open_source(str(clip)) as src:
+        clean = {f.index: digest(f) for f in src}
+    skipped: list[str] = []
+    with open_source(str(damaged), on_skip=skipped.append) as src:
+        frames = [(f.index, digest(f)) for f in src]
+    assert len(clean) == 300 and skipped, "the damage must make frames undecodable"
+    assert len(frames) + sum(map(skipped_count, skipped)) == 300 and frames[-1][0] == 299
+    # Frames after the next keyframe past the damage are bit-identical to the clean clip's at the same index.
+    first = min(int(re.fullmatch(r".*: frames (\d+)-\d+ could.*", m).group(1)) for m in skipped)
+    next_keyframe = (first // 100 + 1) * 100
+    assert next_keyframe < 300
+    assert all(clean[i] == d for i, d in frames if i >= next_keyframe or i < first)
+
+
 @pytest.mark.data
 @pytest.mark.skipif(not DEMO_VIDEO.exists(), reason="development data not present")
 def test_damaged_demo_video_frames_keep_their_true_positions(tmp_path):
