@@ -50,6 +50,7 @@ def eval_command(
         model_split_for,
         scoring_line,
         split_warning,
+        tracker_predictor,
     )
     from tracker.paths import default_model_path
 
@@ -64,11 +65,7 @@ def eval_command(
     if warning:
         click.echo(warning, err=True)
 
-    def predict(image):
-        result = tracker(image)
-        return (result.iris.ellipse if result.iris else None, result.pupil.ellipse if result.pupil else None)
-
-    results = {"model": evaluate(items, predict)}
+    results = {"model": evaluate(items, tracker_predictor(tracker))}
     if baseline:
         from tools.baseline import ClassicalDetector
 
@@ -112,7 +109,15 @@ def cross_eval(models, sources, split_from, backend, json_out) -> None:
     A leave-one-out model (trained with --leave-out SOURCE) scored on SOURCE measures generalisation to a
     camera it never saw; the same test subjects for every model make the rows comparable.
     """
-    from tools.evaluation import CrossCell, evaluate, format_cross_table, load_eval_set, read_model_split, trained_on
+    from tools.evaluation import (
+        CrossCell,
+        evaluate,
+        format_cross_table,
+        load_eval_set,
+        read_model_split,
+        tracker_predictor,
+        trained_on,
+    )
     from tracker.pipeline import Tracker, TrackerConfig
 
     models, sources = _named(models, "--model"), _named(sources, "--source")
@@ -121,12 +126,7 @@ def cross_eval(models, sources, split_from, backend, json_out) -> None:
         raise click.BadParameter(f"{split_from} records no test subjects", param_hint="--split-from")
     cells = []
     for model_name, model_path in models:
-        tracker = Tracker.from_model(model_path, backend, config=TrackerConfig(smooth=False))
-
-        def predict(image, tracker=tracker):
-            result = tracker(image)
-            return (result.iris.ellipse if result.iris else None, result.pupil.ellipse if result.pupil else None)
-
+        predict = tracker_predictor(Tracker.from_model(model_path, backend, config=TrackerConfig(smooth=False)))
         for source_name, data in sources:
             items = load_eval_set(data, split_subjects=test)
             click.echo(f"{model_name} on {source_name}: {len(items):,} test images", err=True)

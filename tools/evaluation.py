@@ -151,6 +151,16 @@ class BoundaryStats:
         }
 
 
+def tracker_predictor(tracker) -> Predictor:
+    """A Predictor from a Tracker: the ellipses it reports (None for a boundary it drops)."""
+
+    def predict(image: np.ndarray) -> tuple[Ellipse | None, Ellipse | None]:
+        result = tracker(image)
+        return (result.iris.ellipse if result.iris else None, result.pupil.ellipse if result.pupil else None)
+
+    return predict
+
+
 def evaluate(items: Iterable[EvalItem], predict: Predictor) -> dict:
     """Run `predict(image) -> (iris, pupil)` on every item: {"images": N, "iris": {...}, "pupil": {...}}."""
     iris, pupil = BoundaryStats(), BoundaryStats()

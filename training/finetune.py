@@ -53,19 +53,14 @@ def held_out_by_image(data_dir: str | Path) -> bool:
 
 def score_model(model_onnx: Path, data_dir: str | Path, test_names: set[str]) -> dict:
     """`iristrack eval`'s figures for one ONNX model on the named images of data_dir (ONNX Runtime, no smoothing)."""
-    from tools.evaluation import evaluate, load_eval_set
+    from tools.evaluation import evaluate, load_eval_set, tracker_predictor
     from tracker.pipeline import Tracker, TrackerConfig
 
     items = load_eval_set(data_dir)
     entries = tuple(e for e in items.entries if e.name in test_names)
     items = type(items)(items.root, items.layout, entries, items.total, items.subjects, items.original_size)
     tracker = Tracker.from_model(model_onnx, "onnxruntime", config=TrackerConfig(smooth=False))
-
-    def predict(image):
-        result = tracker(image)
-        return (result.iris.ellipse if result.iris else None, result.pupil.ellipse if result.pupil else None)
-
-    return evaluate(items, predict)
+    return evaluate(items, tracker_predictor(tracker))
 
 
 def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = lambda message: None) -> dict:
