@@ -100,8 +100,12 @@ def _backend_options(f):
     return f
 
 
-def load_tracker(model: str | None, backend: str, config, quiet: bool = False, confidence=None):
-    """Load the backend (one notice line on stderr) and wrap it in a Tracker with the model's calibration."""
+def load_tracker(model: str | None, backend: str, config, quiet: bool = False, confidence=None, eyes: str = "one"):
+    """Load the backend (one notice line on stderr) and wrap it in a Tracker with the model's calibration.
+
+    `eyes` "face" or "auto" wraps it in a FaceTracker (README "Webcam"); "auto" without the face models
+    installed says so in one line and tracks close-ups.
+    """
     from tracker.backends.select import load_backend
     from tracker.pipeline import Tracker
 
@@ -131,7 +135,28 @@ def load_tracker(model: str | None, backend: str, config, quiet: bool = False, c
         if not confidence.weights:
             click.echo("this model has no confidence calibration: nothing it reports is 'trusted' in the calibrated "
                        "sense (run iristrack calibrate)", err=True)  # fmt: skip
-    return Tracker(loaded, replace(config, confidence=confidence))
+    config = replace(config, confidence=confidence)
+    if eyes == "one":
+        return Tracker(loaded, config)
+    return _face_tracker(loaded, config, eyes, quiet)
+
+
+def _face_tracker(backend, config, eyes: str, quiet: bool):
+    """A FaceTracker over `backend`; for --eyes auto without the face models, a Tracker and a notice."""
+    from tracker.errors import ModelError
+    from tracker.eyes import FaceEyeFinder, FaceTracker
+    from tracker.pipeline import Tracker
+
+    try:
+        finder = FaceEyeFinder()
+    except ModelError as exc:
+        if eyes == "face":
+            backend.close()
+            raise
+        if not quiet:
+            click.echo(f"--eyes auto: {exc}; tracking eye close-ups only", err=True)
+        return Tracker(backend, config)
+    return FaceTracker(backend, config, mode=eyes, finder=finder)
 
 
 def _quiet_native_logs() -> None:

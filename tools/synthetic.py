@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -1121,9 +1121,15 @@ def _degrade(image: np.ndarray, effects: DomainEffects) -> np.ndarray:
 
 
 def render_domain_eye(
-    rng: np.random.Generator, size_wh: tuple[int, int], domain: str, effects: DomainEffects | None = None
+    rng: np.random.Generator,
+    size_wh: tuple[int, int],
+    domain: str,
+    effects: DomainEffects | None = None,
+    adjust: Callable[[EyeParams], EyeParams] | None = None,
 ) -> tuple[np.ndarray, EyeTruth]:
     """One eye of `domain` (a DOMAIN_PROBABILITIES key) with `effects` (random if None) and its truth.
+
+    `adjust` edits the sampled geometry before rendering (tools/faces.py places an eye in a face this way).
 
     Returns a BGR uint8 (H, W, 3) image for "visible", a uint8 (H, W) image otherwise. Opaque occluders
     (lids, spectacle frames) are excluded from truth.mask and the visible fractions; the ellipses are the
@@ -1137,6 +1143,8 @@ def render_domain_eye(
         effects = random_effects(effect_rng)
     sample = {"nir_iris": random_eye_params, "nir_tracker": _nir_tracker_params, "visible": _visible_params}
     params = _with_geometry_effects(sample[domain](eye_rng, size_wh), effects, occluder_rng, size_wh)
+    if adjust is not None:
+        params = adjust(params)
     layers = _eye_layers(params, size_wh)
     colour_image = domain == "visible"
     if colour_image:

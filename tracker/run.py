@@ -52,7 +52,9 @@ class RunSummary:
     """What a run did: frame counts, detections, speed, and why it ended if it did not reach the end."""
 
     frames: int = 0
-    iris_detected: int = 0
+    face_frames: int = 0  # frames tracked as a face (--eyes face, or auto on a face)
+    eyes: int = 0  # eyes looked at: one per close-up frame, one per eye found in a face frame
+    iris_detected: int = 0  # counted per eye
     pupil_detected: int = 0
     iris_trusted: int = 0  # reported and trusted (confidence at or above the model's calibrated threshold)
     pupil_trusted: int = 0
@@ -209,10 +211,13 @@ def run(
         """Write one result; True when the run should end after it."""
         sink.write(frame, result)
         summary.frames += 1
-        summary.iris_detected += result.iris is not None
-        summary.pupil_detected += result.pupil is not None
-        summary.iris_trusted += result.iris is not None and result.iris.trusted
-        summary.pupil_trusted += result.pupil is not None and result.pupil.trusted
+        summary.face_frames += result.eyes is not None
+        for iris, pupil in result.views():  # the close-up's eye, or each eye of a face frame
+            summary.eyes += 1
+            summary.iris_detected += iris is not None
+            summary.pupil_detected += pupil is not None
+            summary.iris_trusted += iris is not None and iris.trusted
+            summary.pupil_trusted += pupil is not None and pupil.trusted
         if on_result is not None:
             on_result(result)
         if bar is not None:
@@ -320,7 +325,8 @@ def _infer_slots(tracker: Tracker, inputs: np.ndarray, edges: np.ndarray, todo: 
     """Inference thread of recorded runs: model input slot -> edge map in the same slot, until _END."""
     while (slot := todo.get()) is not _END:
         try:
-            np.copyto(edges[slot], tracker.infer(inputs[slot]))  # the backend reuses its output buffer
+            out = tracker.infer(inputs[slot])  # a backend buffer its next call reuses: copied into the slot
+            np.copyto(edges[slot][: len(out)], out)  # a face tracker in a close-up run infers 1 of its 2 inputs
         except BaseException as exc:  # re-raised on the calling thread
             done.put(_Failed(exc))
             return
@@ -382,7 +388,8 @@ def _infer_live(
                 break
             prepared = tracker.prepare(frame, inputs[slot])
             if prepared.usable:
-                np.copyto(edges[slot], tracker.infer(inputs[slot]))  # the backend's buffer is reused next call
+                out = tracker.infer(inputs[slot])  # the backend's buffer is reused next call
+                np.copyto(edges[slot][: len(out)], out)
             else:
                 free.put(slot)
                 slot = None

@@ -1,4 +1,4 @@
-"""Typed values that flow between stages: Ellipse, Boundary, Frame, FrameResult."""
+"""Typed values that flow between stages: Ellipse, Boundary, Frame, EyeBox, EyeResult, FrameResult."""
 
 from __future__ import annotations
 
@@ -137,8 +137,61 @@ class Frame:
 
 
 @dataclass(frozen=True, slots=True)
+class SizeMm:
+    """A length in millimetres and its standard uncertainty (1 SD)."""
+
+    value_mm: float
+    sd_mm: float
+
+
+@dataclass(frozen=True, slots=True)
+class EyeBox:
+    """An eye's crop in frame pixels: centre, width/height, angle of the corner line, and its side."""
+
+    side: str  # "left" | "right", as the person sees it (unmirrored frame)
+    cx: float
+    cy: float
+    width_px: float
+    height_px: float
+    angle_rad: float  # direction of the image-left to image-right corner line, y down
+
+    def crop_to_frame(self, crop_wh: tuple[int, int]) -> np.ndarray:
+        """2x3 float64 affine: crop pixel (u, v) -> frame pixel (x, y); a similarity (the crop keeps the box aspect)."""
+        w, h = crop_wh
+        scale = self.width_px / w
+        c, s = math.cos(self.angle_rad) * scale, math.sin(self.angle_rad) * scale
+        # Pixel centres: the crop spans [-0.5, w - 0.5], so its centre pixel (w - 1) / 2 lands on the box centre.
+        u0, v0 = (w - 1) / 2, (h - 1) / 2
+        return np.array([[c, -s, self.cx - (c * u0 - s * v0)], [s, c, self.cy - (s * u0 + c * v0)]])
+
+    def corners_xy(self) -> np.ndarray:
+        """(4, 2) float64 frame pixels of the box corners, clockwise from the top left (for drawing)."""
+        c, s = math.cos(self.angle_rad), math.sin(self.angle_rad)
+        unit = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
+        half = unit * [self.width_px / 2, self.height_px / 2]
+        return half @ np.array([[c, s], [-s, c]]) + [self.cx, self.cy]
+
+
+@dataclass(frozen=True, slots=True)
+class EyeResult:
+    """One eye of a face frame: its box, iris and pupil in frame pixels, status, pupil diameter and distance."""
+
+    side: str
+    box: EyeBox
+    iris: Boundary | None
+    pupil: Boundary | None
+    status: Status
+    pupil_diameter: SizeMm | None = None  # None unless both boundaries were found
+    distance: SizeMm | None = None  # eye to camera, only with a focal length (--focal-px)
+
+
+@dataclass(frozen=True, slots=True)
 class FrameResult:
-    """What the tracker found in one frame; boundaries in frame pixels, None when absent."""
+    """What the tracker found in one frame; boundaries in frame pixels, None when absent.
+
+    `eyes` is None for an eye close-up (the boundaries are `iris` and `pupil`); in a face frame it holds one
+    EyeResult per eye found (empty: no face), and `iris`/`pupil` are None.
+    """
 
     source: str
     frame_index: int
@@ -147,3 +200,12 @@ class FrameResult:
     pupil: Boundary | None
     status: Status
     latency_ms: float
+    pupil_diameter: SizeMm | None = None  # close-ups: from the iris as the ruler (tracker/fit/size.py)
+    distance: SizeMm | None = None
+    eyes: tuple[EyeResult, ...] | None = None
+
+    def views(self) -> tuple[tuple[Boundary | None, Boundary | None], ...]:
+        """(iris, pupil) of each eye looked at: the close-up's one pair, or one pair per eye of a face frame."""
+        if self.eyes is None:
+            return ((self.iris, self.pupil),)
+        return tuple((eye.iris, eye.pupil) for eye in self.eyes)

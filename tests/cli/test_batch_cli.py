@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.paths import IRISTRACK, REPO, SHIPPED_MODEL
+from tests.tracker.test_batch import csv_rows
 from tools.synthetic import write_clip
 
 pytest.importorskip("onnxruntime")
@@ -43,8 +44,7 @@ def test_batch_writes_what_run_writes_for_each_input_and_exits_0(tmp_path):
         ran = iristrack("run", source, "--out", str(tmp_path / "r.jsonl"), "--csv", str(tmp_path / "r.csv"), *BACKEND)
         assert ran.returncode == 0, ran.stderr
         assert rows(tmp_path / "out" / f"{name}.jsonl") == rows(tmp_path / "r.jsonl")
-        strip = lambda p: [line.rsplit(",", 1)[0] for line in p.read_text().splitlines()]  # noqa: E731 (latency last)
-        assert strip(tmp_path / "out" / f"{name}.csv") == strip(tmp_path / "r.csv")
+        assert csv_rows(tmp_path / "out" / f"{name}.csv") == csv_rows(tmp_path / "r.csv")
     again = iristrack("batch", *inputs, "--out", str(tmp_path / "out"), "--csv", "--workers", "1", *BACKEND)
     assert again.returncode == 0
     assert json.loads((tmp_path / "out" / "batch_summary.json").read_text())["complete_before"] == 2

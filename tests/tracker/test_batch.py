@@ -61,8 +61,10 @@ def rows(path: Path) -> list[dict]:
 
 
 def csv_rows(path: Path) -> list[list[str]]:
-    """CSV rows without the latency column (the last)."""
-    return [line.split(",")[:-1] for line in path.read_text().splitlines()]
+    """CSV rows without the latency column."""
+    lines = [line.split(",") for line in path.read_text().splitlines()]
+    drop = lines[0].index("latency_ms")
+    return [cells[:drop] + cells[drop + 1 :] for cells in lines]
 
 
 def run_one(source: str, jsonl: Path, csv: Path) -> None:

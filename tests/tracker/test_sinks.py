@@ -16,9 +16,9 @@ import pytest
 from tests.paths import REPO
 from tracker.errors import TrackerError
 from tracker.io.overlay import IRIS_BGR, PUPIL_BGR, draw_overlay
-from tracker.io.sinks import CSV_COLUMNS, CsvSink, JsonlSink, MultiSink, result_to_dict
+from tracker.io.sinks import CSV_COLUMNS, FACE_CSV_COLUMNS, CsvSink, JsonlSink, MultiSink, result_to_dict
 from tracker.io.window import WindowControls
-from tracker.structures import Boundary, Ellipse, Frame, FrameResult, Status
+from tracker.structures import Boundary, Ellipse, EyeBox, EyeResult, Frame, FrameResult, SizeMm, Status
 
 
 def make_result(i: int = 0, *, pupil: bool = True, source: str = "clip.mp4") -> FrameResult:
@@ -50,7 +50,67 @@ def test_result_to_dict_shape_and_rounding():
         "pupil": None,
         "status": "no_pupil",
         "latency_ms": 3.142,
+        "pupil_diameter_mm": None,
+        "pupil_diameter_sd_mm": None,
+        "distance_mm": None,
+        "distance_sd_mm": None,
     }
+    assert "eyes" not in d  # a close-up's record has no eye list
+
+
+def make_face_result(i: int = 0, *, sides: tuple[str, ...] = ("right", "left")) -> FrameResult:
+    eyes = []
+    for k, side in enumerate(sides):
+        box = EyeBox(side, 100.0 + 80 * k, 90.0, 64.0, 48.0, 0.05)
+        iris = Boundary(Ellipse.circle(box.cx, box.cy, 8.0), 0.95)
+        pupil = Boundary(Ellipse.circle(box.cx, box.cy, 3.0), 0.9)
+        eyes.append(EyeResult(side, box, iris, pupil, Status.OK, SizeMm(4.3875, 0.2), None))
+    return FrameResult("cam", i, i / 30.0, None, None, Status.OK if eyes else Status.NO_IRIS, 2.0, eyes=tuple(eyes))
+
+
+def test_a_face_frame_record_lists_each_eye_with_its_side_box_and_mm():
+    d = result_to_dict(make_face_result(4))
+    assert d["iris"] is None and d["pupil"] is None and [e["side"] for e in d["eyes"]] == ["right", "left"]
+    right = d["eyes"][0]
+    assert right["iris"]["cx"] == 100.0 and right["status"] == "ok"
+    assert right["pupil_diameter_mm"] == 4.388 and right["pupil_diameter_sd_mm"] == 0.2
+    assert right["distance_mm"] is None
+    assert right["box"] == {"cx": 100.0, "cy": 90.0, "width_px": 64.0, "height_px": 48.0, "angle_deg": 2.86}
+    assert result_to_dict(make_face_result(5, sides=()))["eyes"] == []  # no face: an empty list, not a missing key
+
+
+def test_face_csv_is_one_row_per_frame_with_each_eye_under_its_side(tmp_path):
+    path = tmp_path / "r.csv"
+    with CsvSink(path, faces=True) as sink:
+        sink.write(None, make_face_result(0))
+        sink.write(None, make_face_result(1, sides=("left",)))
+        sink.write(None, FrameResult("cam", 2, None, None, None, Status.BAD_FRAME, 0.0))  # unreadable: no eye
+    rows = list(csv.DictReader(path.open()))
+    assert list(rows[0]) == list(FACE_CSV_COLUMNS) and len(rows) == 3
+    assert rows[0]["right_iris_cx"] == "100.0" and rows[0]["left_iris_cx"] == "180.0"
+    assert rows[0]["right_pupil_diameter_mm"] == "4.388"
+    assert rows[1]["right_status"] == "" and rows[1]["left_status"] == "ok" and rows[1]["left_iris_cx"] == "100.0"
+    assert rows[2]["status"] == "bad_frame" and rows[2]["right_status"] == rows[2]["left_status"] == ""
+
+
+def test_an_auto_csv_takes_its_header_from_the_first_readable_frame(tmp_path):
+    bad = FrameResult("cam", 0, None, None, None, Status.BAD_FRAME, 0.0)
+    faces, closeups, empty = tmp_path / "f.csv", tmp_path / "c.csv", tmp_path / "e.csv"
+    with CsvSink(faces, faces=None) as sink:
+        sink.write(None, bad)  # before the run knows its kind: held, then written under the face header
+        sink.write(None, make_face_result(1))
+        with pytest.raises(TrackerError, match="close-ups"):
+            CsvSink(tmp_path / "x.csv").write(None, make_face_result(2))
+    rows = list(csv.DictReader(faces.open()))
+    assert list(rows[0]) == list(FACE_CSV_COLUMNS) and [r["frame"] for r in rows] == ["0", "1"]
+    with CsvSink(closeups, faces=None) as sink:
+        sink.write(None, bad)
+        sink.write(None, make_result(1))
+    rows = list(csv.DictReader(closeups.open()))
+    assert list(rows[0]) == list(CSV_COLUMNS) and [r["frame"] for r in rows] == ["0", "1"]
+    with CsvSink(empty, faces=None):
+        pass
+    assert empty.read_text().strip().split(",") == list(CSV_COLUMNS)  # a run with no frame still has its header
 
 
 def test_result_to_dict_is_valid_json_for_nan():
@@ -80,7 +140,14 @@ def test_csv_columns_and_blank_cells(tmp_path):
         rows = list(csv.DictReader(f))
     assert tuple(rows[0].keys()) == CSV_COLUMNS
     assert CSV_COLUMNS[:5] == ("source", "frame", "timestamp_s", "iris_cx", "iris_cy")
-    assert CSV_COLUMNS[-2:] == ("status", "latency_ms")
+    assert CSV_COLUMNS[-6:] == (
+        "status",
+        "latency_ms",
+        "pupil_diameter_mm",
+        "pupil_diameter_sd_mm",
+        "distance_mm",
+        "distance_sd_mm",
+    )  # the mm columns came last, after the first release's columns: readers by position keep working
     assert rows[0]["iris_cx"] == "32.123" and rows[0]["pupil_semi_major"] == "5.5" and rows[0]["status"] == "ok"
     assert all(rows[1][c] == "" for c in CSV_COLUMNS if c.startswith("pupil_"))
     assert rows[1]["iris_confidence"] == "0.9123" and rows[1]["status"] == "no_pupil"

@@ -12,6 +12,8 @@ from tracker.structures import Boundary, FrameResult, Status
 IRIS_BGR = (0, 255, 0)
 PUPIL_BGR = (255, 0, 255)
 TEXT_BGR = (255, 255, 255)
+WARN_BGR = (0, 165, 255)  # a status other than ok
+BOX_BGR = (255, 200, 0)  # eye boxes of a face frame
 _SHIFT = 4  # cv2 drawing with 4 fractional bits: 1/16 px precision
 BAD_FRAME_CANVAS_HW = (240, 320)  # a video sink resizes it to the video's size
 
@@ -73,15 +75,18 @@ def draw_overlay(image: np.ndarray, result: FrameResult, *, fps: float | None = 
         _draw_boundary(img, result.iris, IRIS_BGR, thickness)
     if result.pupil is not None:
         _draw_boundary(img, result.pupil, PUPIL_BGR, thickness)
+    for eye in result.eyes or ():
+        # Eyes in a face frame are small: hairlines, so the ellipses do not hide the boundary they follow.
+        cv2.polylines(img, [np.round(eye.box.corners_xy()).astype(np.int32)], True, BOX_BGR, 1, cv2.LINE_AA)
+        for boundary, color in ((eye.iris, IRIS_BGR), (eye.pupil, PUPIL_BGR)):
+            if boundary is not None:
+                _draw_boundary(img, boundary, color, 1)
     if text:
         scale = max(0.3, min(h, w) / 600)
         line_h = int(30 * scale) + 4
         status = Status(result.status)
-        lines = [
-            (f"iris {result.iris.confidence:.2f}" if result.iris else "iris -", IRIS_BGR),
-            (f"pupil {result.pupil.confidence:.2f}" if result.pupil else "pupil -", PUPIL_BGR),
-            (status.value, TEXT_BGR if status is Status.OK else (0, 165, 255)),
-        ]
+        lines = _closeup_lines(result) if result.eyes is None else _face_lines(result)
+        lines.append((status.value, TEXT_BGR if status is Status.OK else WARN_BGR))
         perf = f"{result.latency_ms:.1f} ms"
         if fps is not None:
             perf += f"  {fps:.1f} fps"
@@ -89,6 +94,28 @@ def draw_overlay(image: np.ndarray, result: FrameResult, *, fps: float | None = 
         for i, (line, color) in enumerate(lines):
             _put_text(img, line, (4, line_h * (i + 1)), scale, color)
     return img
+
+
+def _mm(size) -> str:
+    return f" {size.value_mm:.1f}+-{size.sd_mm:.1f} mm" if size is not None else ""
+
+
+def _closeup_lines(result: FrameResult) -> list[tuple[str, tuple[int, int, int]]]:
+    return [
+        (f"iris {result.iris.confidence:.2f}" if result.iris else "iris -", IRIS_BGR),
+        (f"pupil {result.pupil.confidence:.2f}{_mm(result.pupil_diameter)}" if result.pupil else "pupil -", PUPIL_BGR),
+    ]
+
+
+def _face_lines(result: FrameResult) -> list[tuple[str, tuple[int, int, int]]]:
+    if not result.eyes:
+        return [("no face", WARN_BGR)]
+    lines = []
+    for eye in result.eyes:
+        iris = f"{eye.iris.confidence:.2f}" if eye.iris else "-"
+        pupil = f"{eye.pupil.confidence:.2f}" if eye.pupil else "-"
+        lines.append((f"{eye.side}: iris {iris} pupil {pupil}{_mm(eye.pupil_diameter)}", TEXT_BGR))
+    return lines
 
 
 PASS_BGR = (0, 200, 0)

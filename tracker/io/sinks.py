@@ -15,14 +15,18 @@ import json
 import math
 import os
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 from tracker.errors import TrackerError
 from tracker.quality import MEASURE_NAMES, Profile, QualityReport, default_profile, quality_of
-from tracker.structures import Boundary, Frame, FrameResult, Status
+from tracker.structures import Boundary, EyeResult, Frame, FrameResult, SizeMm, Status
 
 _BOUNDARY_KEYS = ("cx", "cy", "semi_major", "semi_minor", "angle_deg", "confidence", "trusted")
+_SIZE_KEYS = ("pupil_diameter_mm", "pupil_diameter_sd_mm", "distance_mm", "distance_sd_mm")
+_BOX_KEYS = ("cx", "cy", "width_px", "height_px", "angle_deg")
+EYE_SIDES = ("right", "left")  # as the person sees it; CSV column order of a face run
 CSV_COLUMNS = (
     "source",
     "frame",
@@ -31,7 +35,26 @@ CSV_COLUMNS = (
     *(f"pupil_{k}" for k in _BOUNDARY_KEYS),
     "status",
     "latency_ms",
+    *_SIZE_KEYS,
 )
+# A face run (--eyes face, or auto on a face): still one row per frame, each eye's values under its side's prefix
+# (blank when that eye was not found), so a row stays one moment in time for plotting both eyes.
+_EYE_KEYS = (
+    "status",
+    *(f"iris_{k}" for k in _BOUNDARY_KEYS),
+    *(f"pupil_{k}" for k in _BOUNDARY_KEYS),
+    *_SIZE_KEYS,
+    *(f"box_{k}" for k in _BOX_KEYS),
+)
+FACE_CSV_COLUMNS = (
+    "source",
+    "frame",
+    "timestamp_s",
+    "status",
+    "latency_ms",
+    *(f"{side}_{k}" for side in EYE_SIDES for k in _EYE_KEYS),
+)
+_MAX_PENDING = 256  # unreadable frames held before an auto run's kind is known; then it is taken as close-ups
 QUALITY_COLUMNS = (*(f"quality_{k}" for k in MEASURE_NAMES), "quality_pass", "quality_failed", "quality_score")
 
 
@@ -84,9 +107,40 @@ def _boundary_dict(b: Boundary | None) -> dict | None:
     }
 
 
-def result_to_dict(r: FrameResult) -> dict:
-    """FrameResult -> JSON-ready dict; pixels to 1/1000 px, angles 0.01 deg, timestamps 1 us, latency 1 us."""
+def _sizes_dict(pupil_diameter: SizeMm | None, distance: SizeMm | None) -> dict:
+    """Pupil diameter and distance in mm (1/1000 mm) with their SDs; None where not measured."""
     return {
+        "pupil_diameter_mm": _num(pupil_diameter.value_mm, 3) if pupil_diameter else None,
+        "pupil_diameter_sd_mm": _num(pupil_diameter.sd_mm, 3) if pupil_diameter else None,
+        "distance_mm": _num(distance.value_mm, 1) if distance else None,
+        "distance_sd_mm": _num(distance.sd_mm, 1) if distance else None,
+    }
+
+
+def _eye_dict(eye: EyeResult) -> dict:
+    box = eye.box
+    return {
+        "side": eye.side,
+        "status": Status(eye.status).value,
+        "iris": _boundary_dict(eye.iris),
+        "pupil": _boundary_dict(eye.pupil),
+        **_sizes_dict(eye.pupil_diameter, eye.distance),
+        "box": {
+            "cx": _num(box.cx, 3),
+            "cy": _num(box.cy, 3),
+            "width_px": _num(box.width_px, 3),
+            "height_px": _num(box.height_px, 3),
+            "angle_deg": _num(math.degrees(box.angle_rad), 2),
+        },
+    }
+
+
+def result_to_dict(r: FrameResult) -> dict:
+    """FrameResult -> JSON-ready dict; pixels to 1/1000 px, angles 0.01 deg, timestamps 1 us, latency 1 us.
+
+    A face frame also holds `eyes`: one object per eye found (`side`, `status`, `iris`, `pupil`, sizes, `box`).
+    """
+    record = {
         "source": r.source,
         "frame": int(r.frame_index),
         "timestamp_s": _num(r.timestamp_s, 6),
@@ -94,16 +148,42 @@ def result_to_dict(r: FrameResult) -> dict:
         "pupil": _boundary_dict(r.pupil),
         "status": Status(r.status).value,
         "latency_ms": _num(r.latency_ms, 3),
+        **_sizes_dict(r.pupil_diameter, r.distance),
     }
+    if r.eyes is not None:
+        record["eyes"] = [_eye_dict(eye) for eye in r.eyes]
+    return record
+
+
+def _boundary_cells(d: dict | None) -> list:
+    return [d[k] if d else None for k in _BOUNDARY_KEYS]
 
 
 def result_to_row(r: FrameResult) -> list:
-    """FrameResult -> values in CSV_COLUMNS order; None where a boundary is absent."""
+    """FrameResult -> values in CSV_COLUMNS order (FACE_CSV_COLUMNS for a face frame); None where absent."""
     d = result_to_dict(r)
-    row = [d["source"], d["frame"], d["timestamp_s"]]
-    for part in ("iris", "pupil"):
-        row.extend(d[part][k] if d[part] else None for k in _BOUNDARY_KEYS)
-    row.extend([d["status"], d["latency_ms"]])
+    if r.eyes is None:
+        return [
+            d["source"],
+            d["frame"],
+            d["timestamp_s"],
+            *_boundary_cells(d["iris"]),
+            *_boundary_cells(d["pupil"]),
+            d["status"],
+            d["latency_ms"],
+            *(d[k] for k in _SIZE_KEYS),
+        ]
+    row = [d["source"], d["frame"], d["timestamp_s"], d["status"], d["latency_ms"]]
+    by_side = {eye["side"]: eye for eye in d["eyes"]}
+    for side in EYE_SIDES:
+        eye = by_side.get(side)
+        if eye is None:
+            row.extend([None] * len(_EYE_KEYS))
+            continue
+        row.append(eye["status"])
+        row.extend([*_boundary_cells(eye["iris"]), *_boundary_cells(eye["pupil"])])
+        row.extend(eye[k] for k in _SIZE_KEYS)
+        row.extend(eye["box"][k] for k in _BOX_KEYS)
     return row
 
 
@@ -186,6 +266,11 @@ class LineFile:
             raise TrackerError(f"cannot write results to {self.path}: {exc.strerror or exc}") from None
         self._whole_bytes += len(line)
 
+    @property
+    def closed(self) -> bool:
+        """True once closed."""
+        return self._file.closed
+
     def close(self) -> None:
         """Close the file; safe to call twice."""
         self._file.close()
@@ -215,21 +300,49 @@ class JsonlSink(ClosingSink):
 
 
 class CsvSink(ClosingSink):
-    """Flat CSV with CSV_COLUMNS, blank cells for absent boundaries, each row written to the OS at once.
+    """Flat CSV with CSV_COLUMNS (FACE_CSV_COLUMNS for a face run), blank cells for absent values, a row at a time.
 
     With `quality`, QUALITY_COLUMNS follow (blank where a measure is absent; failed gates joined by `;`).
+    `faces`: True for a face run, False for close-ups, None when the run decides on its first frame
+    (--eyes auto): the header is then written with the first row (or at close, for a run with no frame).
     """
 
-    def __init__(self, path: str | Path, quality: QualityAssessor | None = None) -> None:
+    def __init__(self, path: str | Path, quality: QualityAssessor | None = None, faces: bool | None = False) -> None:
         self._file = LineFile(path)
         self.path = self._file.path
         self._quality = quality
         self._row = io.StringIO()  # one row is formatted here, then written whole
         self._writer = csv.writer(self._row)
-        self._write_row(CSV_COLUMNS + (QUALITY_COLUMNS if quality is not None else ()))
+        self._faces = faces
+        self._pending: list[tuple[Frame | None, FrameResult]] = []
+        if faces is not None:
+            self._write_header(faces)
+
+    def _write_header(self, faces: bool) -> None:
+        """The header of this kind of run, then the rows held back until it was known."""
+        columns = FACE_CSV_COLUMNS if faces else CSV_COLUMNS
+        self._write_row(columns + (QUALITY_COLUMNS if self._quality is not None else ()))
+        self._faces = faces
+        pending, self._pending = self._pending, []
+        for frame, result in pending:
+            self._write_result(frame, replace(result, eyes=()) if faces else result)
 
     def write(self, frame: Frame | None, result: FrameResult) -> None:
         """Append `result` as one row."""
+        if self._faces is None:
+            if result.status is Status.BAD_FRAME and result.eyes is None and len(self._pending) < _MAX_PENDING:
+                # Unreadable frames before --eyes auto could decide say nothing about the kind: held, written
+                # under the header the first readable frame chooses.
+                self._pending.append((frame, result))
+                return
+            self._write_header(result.eyes is not None)
+        if result.eyes is not None and not self._faces:
+            raise TrackerError(f"cannot write a face frame to {self.path}: its columns are those of close-ups")
+        if result.eyes is None and self._faces:
+            result = replace(result, eyes=())  # an unreadable frame of a face run: a row with no eye
+        self._write_result(frame, result)
+
+    def _write_result(self, frame: Frame | None, result: FrameResult) -> None:
         row = result_to_row(result)
         if self._quality is not None:
             q = self._quality(frame, result).to_dict()
@@ -247,7 +360,9 @@ class CsvSink(ClosingSink):
         self._file.write_line(self._row.getvalue().encode("utf-8"))
 
     def close(self) -> None:
-        """Close the file; safe to call twice."""
+        """Close the file (with a header, if no row gave it one); safe to call twice."""
+        if self._faces is None and not self._file.closed:
+            self._write_header(False)
         self._file.close()
 
 

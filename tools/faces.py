@@ -1,0 +1,166 @@
+"""Synthetic webcam frames: a real face photograph with rendered eyes, whose iris and pupil are known, in its eyes.
+
+A face detector needs a real face, and a test of the eye path needs the truth of every iris: so the face is a
+photograph that a registry package ships (scikit-image's `astronaut`, NASA, public domain) and each of its eyes
+is replaced by a visible-light eye from tools.synthetic, rendered at the eye's own size, placed upright along
+the eye's corner line and feathered into the skin. The photo's eye positions are constants (measured once
+with tracker.eyes.FaceEyeFinder), so making frames needs neither the face models nor OpenVINO.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tools.synthetic import DomainEffects, EyeParams, render_domain_eye
+from tracker.structures import Ellipse, EyeBox
+
+# The astronaut photo's eyes (512x512 px): centre of the corner line (x, y), corner-to-corner span, angle.
+# Right/left as the person sees it (the person's right eye is on the image's left).
+PHOTO_EYES = {"right": (204.0, 101.0, 18.7, 0.12), "left": (245.4, 104.3, 18.7, 0.01)}
+EYE_BOX_PER_SPAN = 1.6  # the crop tracker.eyes uses: rendered eyes fill it
+IRIS_RADIUS_PER_SPAN = 0.195  # HVID 11.7 mm over an adult fissure of ~30 mm, halved
+FEATHER = 0.18  # share of the box over which the rendered eye fades into the photo
+
+
+@dataclass(frozen=True, slots=True)
+class EyeTruth:
+    """Where a rendered eye is in the frame: side, iris and pupil ellipses (frame px), and its pupil in mm."""
+
+    side: str
+    iris: Ellipse
+    pupil: Ellipse
+    pupil_diameter_mm: float  # 11.7 mm x pupil/iris semi-major ratio: the truth the mm estimate is scored on
+
+
+def face_photo() -> np.ndarray:
+    """(512, 512, 3) uint8 BGR face photograph from scikit-image's data (ImportError where it is not installed)."""
+    from skimage import data
+
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+def _eye_params(params: EyeParams, size_wh: tuple[int, int], gaze_xy: tuple[float, float], pupil_ratio: float):
+    """Centre the sampled eye in its crop at the face's proportions: iris, lid opening and gaze offset."""
+    w, h = size_wh
+    span = w / EYE_BOX_PER_SPAN
+    radius = IRIS_RADIUS_PER_SPAN * span
+    cx, cy = (w - 1) / 2 + gaze_xy[0] * radius, (h - 1) / 2 + gaze_xy[1] * radius
+    return replace(
+        params,
+        iris_cx=cx,
+        iris_cy=cy,
+        iris_radius_px=radius,
+        tilt_x=0.3 * gaze_xy[0],
+        tilt_y=0.3 * gaze_xy[1],
+        pupil_ratio=pupil_ratio,
+        pupil_offset_x=0.0,
+        pupil_offset_y=0.0,
+        lid_cx=(w - 1) / 2,
+        lid_cy=(h - 1) / 2 + 0.1 * radius,
+        lid_tilt_rad=0.0,
+        lid_half_width_px=span / 2,
+        upper_lid_height_px=0.95 * radius,
+        lower_lid_height_px=0.9 * radius,
+        openness=1.0,
+        glints=(),
+    )
+
+
+def paste_eye(
+    image: np.ndarray,
+    box: EyeBox,
+    rng: np.random.Generator,
+    gaze_xy: tuple[float, float] = (0.0, 0.0),
+    pupil_ratio: float = 0.4,
+) -> EyeTruth:
+    """Render an eye the size of `box` and blend it into `image` ((H, W, 3) uint8 BGR, in place) -> its truth."""
+    size_wh = (max(8, round(box.width_px)), max(6, round(box.height_px)))
+    effects = DomainEffects()  # no glasses, blur or compression: the face frame is the test, not the renderer
+    eye, truth = render_domain_eye(
+        rng, size_wh, "visible", effects, adjust=lambda p: _eye_params(p, size_wh, gaze_xy, pupil_ratio)
+    )
+    scaled = replace(box, width_px=float(size_wh[0]), height_px=float(size_wh[1]))
+    to_frame = scaled.crop_to_frame(size_wh)
+    h, w = image.shape[:2]
+    warped = cv2.warpAffine(eye, to_frame, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    alpha = cv2.warpAffine(_feather(size_wh), to_frame, (w, h), flags=cv2.INTER_LINEAR)[..., None]
+    image[:] = np.clip(alpha * warped + (1.0 - alpha) * image, 0, 255).astype(np.uint8)
+    iris, pupil = truth.iris.affine(to_frame), truth.pupil.affine(to_frame)
+    return EyeTruth(box.side, iris, pupil, 11.7 * pupil.semi_major / iris.semi_major)
+
+
+def _feather(size_wh: tuple[int, int]) -> np.ndarray:
+    """(h, w) float32 alpha: 1 over the eye, fading to 0 at the crop's edge over FEATHER of its size."""
+    w, h = size_wh
+    u = np.abs(np.linspace(-1, 1, w, dtype=np.float32))[None, :]
+    v = np.abs(np.linspace(-1, 1, h, dtype=np.float32))[:, None]
+    r = np.sqrt(u**2 + v**2)  # an ellipse inscribed in the crop: no corner of the rendered skin shows
+    return np.clip((1.0 - r) / FEATHER, 0.0, 1.0)
+
+
+def face_frame(
+    frame_wh: tuple[int, int],
+    eye_width_px: float,
+    rng: np.random.Generator,
+    shift_xy: tuple[float, float] = (0.0, 0.0),
+    gazes: dict[str, tuple[float, float]] | None = None,
+    pupil_ratio: float = 0.4,
+    photo: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[EyeTruth]]:
+    """A (H, W, 3) uint8 BGR webcam frame with rendered eyes -> (frame, truth of each eye inside the frame).
+
+    The photo is scaled so an eye box is eye_width_px wide, its eyes at the frame centre moved by shift_xy px.
+    """
+    photo = face_photo() if photo is None else photo
+    scale = eye_width_px / (EYE_BOX_PER_SPAN * PHOTO_EYES["right"][2])
+    w, h = frame_wh
+    face_x, face_y = (PHOTO_EYES["right"][0] + PHOTO_EYES["left"][0]) / 2, PHOTO_EYES["right"][1]
+    # The eyes a third of the way down the frame, as in a webcam framing of the head and shoulders.
+    tx, ty = w / 2 + shift_xy[0] - scale * face_x, h / 3 + shift_xy[1] - scale * face_y
+    to_frame = np.array([[scale, 0.0, tx], [0.0, scale, ty]])
+    frame = cv2.warpAffine(photo, to_frame, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    truths = []
+    for side, (x, y, span, angle) in PHOTO_EYES.items():
+        cx, cy = scale * x + tx, scale * y + ty
+        width = EYE_BOX_PER_SPAN * span * scale
+        box = EyeBox(side, cx, cy, width, width * 0.75, angle)
+        if 0 <= cx < w and 0 <= cy < h:
+            truths.append(paste_eye(frame, box, rng, (gazes or {}).get(side, (0.0, 0.0)), pupil_ratio))
+    return frame, truths
+
+
+def face_clip(
+    n_frames: int, frame_wh: tuple[int, int], eye_width_px: float, seed: int = 0
+) -> tuple[list[np.ndarray], list[list[EyeTruth]]]:
+    """n_frames of a face that sways a few pixels, with both eyes looking about and pupils changing slowly."""
+    photo = face_photo()
+    frames, truths = [], []
+    for i in range(n_frames):
+        t = i / 30.0
+        shift = (12.0 * math.sin(0.7 * t), 6.0 * math.sin(1.1 * t))
+        gaze = (0.35 * math.sin(1.3 * t), 0.15 * math.sin(0.9 * t))
+        ratio = 0.4 + 0.1 * math.sin(0.5 * t)
+        # The same seed every frame: each eye keeps its rendered texture all along the clip.
+        eye_rng = np.random.default_rng(seed)
+        frame, truth = face_frame(frame_wh, eye_width_px, eye_rng, shift, {"right": gaze, "left": gaze}, ratio, photo)
+        frames.append(frame)
+        truths.append(truth)
+    return frames, truths
+
+
+def write_face_clip(path: str | Path, frames: list[np.ndarray], fps: float = 30.0) -> Path:
+    """Write BGR frames as an MP4 (mp4v) video; a TrackerError-free helper for tests and the bench."""
+    path = Path(path)
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise OSError(f"cannot write {path}")
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
