@@ -6,6 +6,7 @@ import glob
 import signal
 import sys
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -22,6 +23,7 @@ from cli.common import (
     _tracker_config,
     load_tracker,
 )
+from tracker.eyes import EYE_MODES, FaceTracker
 from tracker.io.labels import LABELS_CSV, LabelSink, check_labels_folder
 from tracker.io.sinks import check_output_paths
 from tracker.io.window import open_window
@@ -88,6 +90,19 @@ LABELS_EVERY_VIDEO = 10  # --save-labels-every default for videos and cameras: 6
     default=None,
     help="quality gates from a .toml or .json profile (with --quality; default: the shipped profile)",
 )
+@click.option(
+    "--eyes",
+    type=click.Choice(EYE_MODES),
+    default=None,
+    help="one: the frame is an eye close-up; face: find both eyes of a face (webcam); auto: decide on the first "
+    "frame  [default: auto; one with --quality or --save-labels]",
+)
+@click.option(
+    "--focal-px",
+    type=POSITIVE,
+    default=None,
+    help="the camera's focal length in pixels: adds each eye's distance to the camera (README Webcam)",
+)
 @click.option("--quiet", is_flag=True, help="no progress bar or summary")
 def run(
     source,
@@ -112,6 +127,8 @@ def run(
     labels_partial,
     quality,
     profile_path,
+    eyes,
+    focal_px,
     quiet,
 ) -> None:
     """Track SOURCE: a video, an image, a folder or glob of images, a camera index (0) or an OpenCV/GStreamer URL.
@@ -133,6 +150,7 @@ def run(
     if labels_dir:
         check_labels_folder(labels_dir, _source_folders(source))
     assessor = _quality_assessor(quality, profile_path)
+    eyes = _eye_mode(eyes, quality, labels_dir)
     camera = CameraOptions(width=width, height=height, fps=camera_fps, exposure=exposure)
     inline = PIPELINED_BY_DEFAULT if pipelined is None else pipelined
     report = ClipReport(truth_csv)
@@ -145,15 +163,22 @@ def run(
         )
         # Images are unrelated frames (no smoothing, no session), also when replayed at a pace (--realtime).
         folder_like = _is_image_source(source)
-        config = _tracker_config(shape, threshold, not no_smooth and not folder_like)
-        tracker = stack.enter_context(load_tracker(model, backend, config, quiet))
+        config = replace(_tracker_config(shape, threshold, not no_smooth and not folder_like), focal_px=focal_px)
+        tracker = stack.enter_context(load_tracker(model, backend, config, quiet, eyes=eyes))
         # Unrelated images are all worth keeping; a video's neighbouring frames are near-duplicates.
         every = labels_every or (1 if folder_like else LABELS_EVERY_VIDEO)
         labels = stack.enter_context(LabelSink(labels_dir, every, labels_partial)) if labels_dir else None
-        sink = stack.enter_context(_open_sinks(jsonl, csv_path, video_out, window, src.fps, labels, assessor))
+        faces = {"one": False, "face": True}.get(eyes) if isinstance(tracker, FaceTracker) else False
+        sink = stack.enter_context(_open_sinks(jsonl, csv_path, video_out, window, src.fps, labels, assessor, faces))
         # The loop also stops when the window asks (q/Esc or closed): MultiSink passes on wants_quit.
         summary = runner.run(
-            src, tracker, sink, pipelined=pipelined, progress=not quiet, max_frames=max_frames, on_result=report.add
+            src,
+            tracker,
+            sink,
+            pipelined=pipelined,
+            progress=not quiet,
+            max_frames=max_frames,
+            on_result=report.add,
         )
     if not quiet:
         _print_summary(summary, source, tracker.backend.name, report, [p for p in outputs.values() if p], labels)
@@ -216,8 +241,19 @@ def _quality_assessor(quality: bool, profile_path: str | None):
     return QualityAssessor(load_profile(profile_path) if profile_path else None)
 
 
-def _open_sinks(jsonl, csv_path, video_out, window, fps: float | None, labels=None, quality=None):
-    """MultiSink over the requested outputs, each created now (folders too), then the label set, the window last."""
+def _eye_mode(eyes: str | None, quality: bool, labels_dir: str | None) -> str:
+    """--eyes, with its default: auto, except one for --quality and --save-labels (they measure close-ups)."""
+    close_up_only = [name for name, given in (("--quality", quality), ("--save-labels", labels_dir)) if given]
+    if close_up_only and eyes in ("auto", "face"):
+        raise click.UsageError(f"{' and '.join(close_up_only)} work on eye close-ups: use --eyes one")
+    return eyes or ("one" if close_up_only else "auto")
+
+
+def _open_sinks(jsonl, csv_path, video_out, window, fps: float | None, labels=None, quality=None, faces=False):
+    """MultiSink over the requested outputs, each created now (folders too), then the label set, the window last.
+
+    `faces`: the CSV's kind (True: a face run, False: close-ups, None: decided by the run's first frame).
+    """
     from tracker.io.sinks import CsvSink, JsonlSink, MultiSink
     from tracker.io.video import VideoSink
 
@@ -226,7 +262,7 @@ def _open_sinks(jsonl, csv_path, video_out, window, fps: float | None, labels=No
         if jsonl:
             outputs.append(opened.enter_context(JsonlSink(jsonl, quality)))
         if csv_path:
-            outputs.append(opened.enter_context(CsvSink(csv_path, quality)))
+            outputs.append(opened.enter_context(CsvSink(csv_path, quality, faces)))
         if video_out:
             outputs.append(opened.enter_context(VideoSink(video_out, fps=fps or 30.0)))
         opened.pop_all()
@@ -235,14 +271,17 @@ def _open_sinks(jsonl, csv_path, video_out, window, fps: float | None, labels=No
 
 
 def _print_summary(summary, source: str, backend: str, report, written: list[str], labels=None) -> None:
-    n = max(summary.frames, 1)
+    n = max(summary.eyes, 1)
     mode = "pipelined" if summary.pipelined else "sequential"
     click.echo(
         f"{summary.frames} frames from {source} in {summary.elapsed_s:.2f} s: {summary.fps:.0f} frames/s end "
         f"to end ({backend}, {mode})"
     )
+    of = "of frames"
+    if summary.face_frames:
+        of = f"of the {summary.eyes} eyes found in {summary.face_frames} face frames"
     click.echo(
-        f"iris detected in {100 * summary.iris_detected / n:.1f}% of frames, pupil in "
+        f"iris detected in {100 * summary.iris_detected / n:.1f}% {of}, pupil in "
         f"{100 * summary.pupil_detected / n:.1f}%; trusted (right 99 % of the time at this confidence on held-out "
         f"data, where the model has a calibration): iris {100 * summary.iris_trusted / n:.1f}%, pupil "
         f"{100 * summary.pupil_trusted / n:.1f}%"
