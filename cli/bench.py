@@ -36,8 +36,20 @@ from tracker.errors import TrackerError
     metavar="N",
     help="also process N frames (looping SOURCE) and report resident memory growth",
 )
+@click.option(
+    "--view",
+    is_flag=True,
+    help="instead: end-to-end frames/s with and without a --view server held by a stalled page (README Live view)",
+)
+@click.option(
+    "--eyes",
+    type=click.Choice(["one", "face"]),
+    default="one",
+    show_default=True,
+    help="face: SOURCE shows a face; bench both eyes per frame, as `run --eyes face` (README Webcam)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def bench(source, model, backend, max_frames, realtime, pipelined, resize, soak_frames, as_json) -> None:
+def bench(source, model, backend, max_frames, realtime, pipelined, resize, soak_frames, view, eyes, as_json) -> None:
     """Measure stage latency, end-to-end frames per second and the classical baseline on SOURCE (default: demo clip)."""
     from tools.bench import format_bench, run_bench
 
@@ -45,7 +57,10 @@ def bench(source, model, backend, max_frames, realtime, pipelined, resize, soak_
     _quiet_native_logs()
     if source is None:
         source = str(_demo_clip(Path("out"))[0])
-    tracker = load_tracker(model, backend, _tracker_config("ellipse", 0.35, True), quiet=as_json)
+    tracker = load_tracker(model, backend, _tracker_config("ellipse", 0.35, True), quiet=as_json, eyes=eyes)
+    if view:
+        _bench_view(tracker, source, max_frames, as_json)
+        return
     try:
         result = run_bench(
             tracker,
@@ -61,6 +76,16 @@ def bench(source, model, backend, max_frames, realtime, pipelined, resize, soak_
     finally:
         tracker.close()
     click.echo(json.dumps(result) if as_json else format_bench(result))
+
+
+def _bench_view(tracker, source: str, max_frames: int, as_json: bool) -> None:
+    from tools.view_bench import bench_view, format_view_bench
+
+    try:
+        result = bench_view(tracker, source, max_frames=max_frames)
+    finally:
+        tracker.close()
+    click.echo(json.dumps(result) if as_json else format_view_bench(result))
 
 
 def _parse_wh(text: str) -> tuple[int, int]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from cli.common import POSITIVE, _backend_options, _quiet_native_logs, _tracker_config, load_tracker
+from cli.view import open_view, view_options
 
 
 @click.command()
@@ -19,6 +20,7 @@ from cli.common import POSITIVE, _backend_options, _quiet_native_logs, _tracker_
 @click.option("--profile", "profile_path", type=click.Path(dir_okay=False), help="quality gates (.toml or .json)")
 @click.option("--time-limit", "time_limit_s", type=POSITIVE, default=None, help="stop after this many seconds")
 @click.option("--show", is_flag=True, help="window with PASS, or FAIL and the failing gates (q quits)")
+@view_options
 @click.option("--realtime", is_flag=True, help="replay a file at its own frame rate, as if it were a camera")
 @click.option("--quiet", is_flag=True, help="no summary")
 def capture(source, model, backend, out_dir, best, profile_path, time_limit_s, show, realtime, quiet) -> None:
@@ -38,10 +40,13 @@ def capture(source, model, backend, out_dir, best, profile_path, time_limit_s, s
     inputs = [*_input_files(source, None), *([profile_path] if profile_path else [])]
     check_capture_folder(out_dir, [*_source_folders(source), *(p for p in inputs if Path(p).is_file())])
     with ExitStack() as stack:
+        view = stack.enter_context(open_view())  # bound before the capture folder is created
         src = stack.enter_context(open_source(source, realtime=realtime, prefetch=False))
         config = _tracker_config("ellipse", 0.35, not _is_image_source(source))
         tracker = stack.enter_context(load_tracker(model, backend, config, quiet))
-        done = run_capture(src, tracker, out_dir, best=best, profile=profile, time_limit_s=time_limit_s, show=show)
+        done = run_capture(
+            src, tracker, out_dir, best=best, profile=profile, time_limit_s=time_limit_s, show=show, view=view
+        )
     if not quiet:
         click.echo(
             f"kept {done.kept} of {done.wanted} frames in {done.record.parent} ({done.frames_passed} of "

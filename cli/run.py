@@ -23,6 +23,7 @@ from cli.common import (
     _tracker_config,
     load_tracker,
 )
+from cli.view import open_view, view_options, with_view
 from tracker.eyes import EYE_MODES, FaceTracker
 from tracker.io.labels import LABELS_CSV, LabelSink, check_labels_folder
 from tracker.io.sinks import check_output_paths
@@ -39,6 +40,7 @@ LABELS_EVERY_VIDEO = 10  # --save-labels-every default for videos and cameras: 6
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="write one CSV row per frame")
 @click.option("--video-out", type=click.Path(dir_okay=False), help="write an overlay video (.mp4)")
 @click.option("--show", is_flag=True, help="live window (q quit, space pause, r record, s snapshot)")
+@view_options
 @click.option("--shape", type=click.Choice(["ellipse", "circle"]), default="ellipse", show_default=True)
 @click.option(
     "--threshold",
@@ -157,6 +159,7 @@ def run(
     with ExitStack() as stack:
         # The window first: a display that cannot be used fails before any output file is created.
         window = stack.enter_context(open_window()) if show else None
+        view = stack.enter_context(open_view(assessor))  # bound now: a port in use fails before any output
         # Pipelined runs decode recorded media on the calling thread: a third busy thread slows a 2-core machine.
         src = stack.enter_context(
             open_source(source, realtime=realtime, camera=camera, on_skip=_print_skip, prefetch=not inline)
@@ -174,7 +177,7 @@ def run(
         summary = runner.run(
             src,
             tracker,
-            sink,
+            with_view(sink, view),
             pipelined=pipelined,
             progress=not quiet,
             max_frames=max_frames,

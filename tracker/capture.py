@@ -40,11 +40,13 @@ def capture(
     time_limit_s: float | None = None,
     show: bool = False,
     stop_when_full: bool | None = None,
+    view=None,
 ) -> CaptureSummary:
     """Track `source` (a tracker.io.sources Source) into a capture folder; stops when full, at its end or time limit.
 
     `stop_when_full` defaults to live sources only (a recorded file is read to its end for its best frames).
-    `show` opens the capture window (pass/fail and the failing gates).
+    `show` opens the capture window (pass/fail and the failing gates); `view`, a tracker.io.view.ViewSink, is shown
+    the same verdicts and counts.
     """
     live = bool(getattr(source, "is_live", False))
     stop = live if stop_when_full is None else stop_when_full
@@ -59,7 +61,7 @@ def capture(
     name = getattr(source, "name", "") or str(getattr(source, "source", ""))
     window = CaptureWindow() if show else None
     with MultiSink([*([window] if window else [])]) as shown, CaptureSink(out_dir, best, profile, name, stop) as sink:
-        both = MultiSink([sink, *([window.attach(sink)] if window else [])])
+        both = MultiSink([sink, *([window.attach(sink)] if window else []), *([view.attach(sink)] if view else [])])
         summary = run(source, tracker, both, should_stop=should_stop)
     del shown
     return CaptureSummary(
