@@ -1,10 +1,11 @@
-"""`iristrack bench --view`: end-to-end frames/s with and without a --view server watched by a stalled page.
+"""`iristrack bench --view`: end-to-end frames/s without a --view server, with one a stalled page holds, and watched.
 
-Runs alternate (without, with, without, with, ...) so a background load that comes and goes hits both alike; the
-figure is each side's best and median. With the view, two pages hold the stream: one that reads everything (a
-browser) and one that connected and never reads again (a stalled browser: its socket buffers fill, then the
-server skips its view frames). One server serves every round, as in one long session; resident memory is read after
-every run with the view.
+Three arms take turns (without, stalled, watched, without, ...) so a background load that comes and goes hits them
+alike; the figure is each arm's best and median. The stalled page connected and never reads again (its socket
+buffers fill, then the server skips its view frames); the watched arm's server also has a page that reads
+everything, as a browser does, so it draws, encodes and sends every view frame. The reading page runs in this
+process (a browser would be another one). One server per arm serves every round, as in one long session; resident
+memory is read after every round.
 """
 
 from __future__ import annotations
@@ -85,61 +86,74 @@ def wait_for_pages(view: ViewSink, pages: int, timeout_s: float = PAGE_WAIT_S) -
         time.sleep(0.01)
 
 
-def _run_once(tracker: Tracker, spec: str, out: Path, max_frames: int, view: ViewSink | None) -> float:
-    """One end-to-end run as `iristrack run --out` makes it (pipelined, decoding on the calling thread): frames/s."""
+ARMS = ("without", "stalled", "watched")
+ARM_TITLES = {
+    "without": "without --view",
+    "stalled": "--view, a stalled page on it",
+    "watched": "--view, a stalled and a reading page",
+}
+
+
+def _run_once(tracker: Tracker, spec: str, out: Path, max_frames: int, view: ViewSink | None) -> tuple[int, float]:
+    """One run as `iristrack run --out` makes it (pipelined, decoding on the calling thread): (frames, frames/s)."""
     tracker.reset()
     with open_source(spec, prefetch=False) as source, JsonlSink(out) as jsonl:
-        sink = MultiSink([jsonl, view]) if view is not None else jsonl
-        return run(source, tracker, sink, max_frames=max_frames).fps
+        summary = run(source, tracker, MultiSink([jsonl, view]) if view is not None else jsonl, max_frames=max_frames)
+    return summary.frames, summary.fps
 
 
 def bench_view(tracker: Tracker, spec: str, max_frames: int = 2000, rounds: int = 3, ring: int = RING_RECORDS) -> dict:
-    """Frames/s of `rounds` runs without and with one view (a reading and a stalled page on it); RSS after each."""
-    fps: dict[str, list[float]] = {"without": [], "with": []}
+    """Frames/s of `rounds` runs of each arm (ARMS), taking turns; resident memory after each watched run."""
+    fps: dict[str, list[float]] = {arm: [] for arm in ARMS}
     rss_after: list[float] = []
     with (
         tempfile.TemporaryDirectory(prefix="iristrack_view_bench_") as tmp,
-        ViewSink(port=0, ring=ring) as view,
-        contextlib.closing(ReadingPage(view.url)) as page,
-        contextlib.closing(stalled_page(view.url)),
+        ViewSink(port=0, ring=ring) as stalled_view,
+        ViewSink(port=0, ring=ring) as watched_view,
+        contextlib.closing(stalled_page(stalled_view.url)),
+        contextlib.closing(stalled_page(watched_view.url)),
+        contextlib.closing(ReadingPage(watched_view.url)) as page,
     ):
-        wait_for_pages(view, 2)
+        wait_for_pages(stalled_view, 1)
+        wait_for_pages(watched_view, 2)
+        views = {"without": None, "stalled": stalled_view, "watched": watched_view}
         out = Path(tmp) / "bench.jsonl"
         _run_once(tracker, spec, out, min(max_frames, 50), None)  # warm-up: first-call costs out of the figure
         for _ in range(rounds):
-            fps["without"].append(_run_once(tracker, spec, out, max_frames, None))
-            fps["with"].append(_run_once(tracker, spec, out, max_frames, view))
+            for arm in ARMS:
+                frames, rate = _run_once(tracker, spec, out, max_frames, views[arm])
+                fps[arm].append(rate)
             rss_after.append(rss_mb())
-        stalled = min(view.server.clients, key=lambda c: c["sent"])
+        stalled = stalled_view.server.clients[0]
         received = page.received_bytes
-    best = {k: max(v) for k, v in fps.items()}
+    best = {arm: max(v) for arm, v in fps.items()}
     return {
         "source": spec,
-        "frames": max_frames,
+        "frames": frames,
         "rounds": rounds,
-        "fps": {k: [round(x, 1) for x in v] for k, v in fps.items()},
-        "best_fps": {k: round(v, 1) for k, v in best.items()},
-        "median_fps": {k: round(statistics.median(v), 1) for k, v in fps.items()},
-        "ratio_best": round(best["with"] / best["without"], 3),
+        "fps": {arm: [round(x, 1) for x in v] for arm, v in fps.items()},
+        "best_fps": {arm: round(v, 1) for arm, v in best.items()},
+        "median_fps": {arm: round(statistics.median(v), 1) for arm, v in fps.items()},
+        "ratio_best": {arm: round(best[arm] / best["without"], 3) for arm in ARMS[1:]},
         "stalled_page": stalled,
         "reading_page_bytes": received,
-        "rss_mb_after_view_runs": [round(x, 1) for x in rss_after],
+        "rss_mb_after_rounds": [round(x, 1) for x in rss_after],
     }
 
 
 def format_view_bench(r: dict) -> str:
     """The bench_view result as a few lines of text."""
-    rss = r["rss_mb_after_view_runs"]
-    return "\n".join(
-        [
-            f"{r['source']}: {r['frames']} frames, {r['rounds']} rounds each, alternating",
-            f"  without --view: best {r['best_fps']['without']} frames/s, median {r['median_fps']['without']}"
-            f"  ({', '.join(map(str, r['fps']['without']))})",
-            f"  with --view, a reading and a stalled page: best {r['best_fps']['with']} frames/s, median "
-            f"{r['median_fps']['with']}  ({', '.join(map(str, r['fps']['with']))})",
-            f"  best with / without: {r['ratio_best']:.3f}",
-            f"  stalled page: {r['stalled_page'].get('sent', 0)} view frames sent, "
-            f"{r['stalled_page'].get('skipped', 0)} skipped, {r['stalled_page'].get('buffered_bytes', 0)} bytes held",
-            f"  resident memory after each view run: {', '.join(f'{x:.1f}' for x in rss)} MB",
-        ]
+    lines = [f"{r['source']}: {r['frames']} frames a run, {r['rounds']} runs of each, taking turns"]
+    for arm in ARMS:
+        ratio = f", {r['ratio_best'][arm]:.3f} of without" if arm in r["ratio_best"] else ""
+        lines.append(
+            f"  {ARM_TITLES[arm]}: best {r['best_fps'][arm]} frames/s{ratio}, median {r['median_fps'][arm]}"
+            f"  ({', '.join(map(str, r['fps'][arm]))})"
+        )
+    page = r["stalled_page"]
+    lines.append(
+        f"  the stalled page: {page['sent']} view frames sent, {page['skipped']} skipped, {page['buffered_bytes']} "
+        f"bytes held; the reading page received {r['reading_page_bytes'] / 1e6:.1f} MB"
     )
+    lines.append(f"  resident memory after each round: {', '.join(f'{x:.1f}' for x in r['rss_mb_after_rounds'])} MB")
+    return "\n".join(lines)

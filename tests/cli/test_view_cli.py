@@ -168,6 +168,78 @@ def test_the_page_of_a_real_run_shows_its_frames_numbers_and_plots(clip, tmp_pat
         check_numbers(shown, rows[int(shown["frame"])])
 
 
+class FailedGates:
+    """A quality report that fails the sharpness gate (what `to_dict` gives a JSONL record)."""
+
+    def to_dict(self) -> dict:
+        return {"quality_pass": False, "quality_failed": ["sharpness", "margin_adequacy_pct"], "quality_score": 3.2}
+
+
+def face_result(i: int):
+    """A face frame with a right and a left eye; the left one blinks on frames 20-29."""
+    from tracker.structures import Boundary, Ellipse, EyeBox, EyeResult, FrameResult, SizeMm, Status
+
+    def eye(side: str, cx: float, blink: bool) -> EyeResult:
+        box = EyeBox(side, cx, 120.0, 90.0, 68.0, 0.0)
+        if blink:
+            return EyeResult(side, box, None, None, Status.NO_IRIS)
+        iris = Boundary(Ellipse(cx, 120.0, 22.0, 21.0, 0.0), 0.93)
+        pupil = Boundary(Ellipse(cx, 120.0, 8.0 + (i % 10) / 10 + (side == "left"), 7.5, 0.0), 0.88)
+        return EyeResult(side, box, iris, pupil, Status.OK, SizeMm(4.2 + (side == "left"), 0.3))
+
+    eyes = (eye("right", 100.0, False), eye("left", 220.0, 20 <= i % 60 < 30))
+    return FrameResult("face.mp4", i, i / 30.0, None, None, Status.OK, 9.0, eyes=eyes)
+
+
+@pytest.mark.slow
+def test_the_page_shows_each_eye_and_the_gate_verdict(tmp_path):
+    import threading
+
+    import numpy as np
+
+    from tracker.io.view import ViewSink
+    from tracker.structures import Frame
+
+    sync_playwright = browser_or_skip()
+    stop = threading.Event()
+    with ViewSink(port=0, quality=lambda frame, result: FailedGates()) as view:
+
+        def feed() -> None:  # a face run at 30 frames/s
+            i = 0
+            while not stop.wait(1 / 30):
+                view.write(Frame(np.full((240, 320, 3), 90, np.uint8), i, i / 30.0), face_result(i))
+                i += 1
+
+        writer = threading.Thread(target=feed)
+        writer.start()
+        try:
+            with sync_playwright() as p:
+                context = p.chromium.launch_persistent_context(
+                    str(tmp_path / "profile"), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+                )
+                page = context.new_page()
+                page.goto(view.url)
+                page.wait_for_function("() => document.querySelectorAll('#eyes tbody tr').length === 2")
+                page.wait_for_timeout(1500)  # through a blink of the left eye
+                rows = page.evaluate(
+                    """() => [...document.querySelectorAll('#eyes tbody tr')].map((row) =>
+                        Object.fromEntries([...row.cells].map((cell) => [cell.className, cell.textContent])))"""
+                )
+                quality = page.text_content("#quality")
+                mm_shown = page.is_visible("#figure-mm")
+                points = int(page.get_attribute("body", "data-plot-points"))
+                context.close()
+        finally:
+            stop.set()
+            writer.join()
+    assert [r["side"] for r in rows] == ["right", "left"]
+    right = rows[0]
+    assert right["status"] == "ok" and right["iris"] == "0.930" and right["pupil"] == "0.880"
+    assert right["mm"] == "4.20 ± 0.30" and 16.0 <= float(right["px"]) <= 18.0
+    assert quality == "FAIL: sharpness, margin_adequacy_pct" and mm_shown
+    assert points > 40  # two lines, one per eye (the left one broken by its blink)
+
+
 def test_a_port_in_use_is_one_error_line_before_any_output(clip, tmp_path):
     import socket
 

@@ -275,11 +275,13 @@ def test_a_stalled_page_does_not_slow_the_run_and_memory_stays_flat(tmp_path):
     from tests.paths import SHIPPED_MODEL
     from tracker.pipeline import Tracker
 
-    write_clip(tmp_path / "eye.mp4", tmp_path / "eye.csv", 250, (320, 240), 60.0, 5)
+    write_clip(tmp_path / "eye.mp4", tmp_path / "eye.csv", 300, (320, 240), 60.0, 5)
     with Tracker.from_model(SHIPPED_MODEL) as tracker:
-        r = bench_view(tracker, str(tmp_path / "eye.mp4"), max_frames=250, rounds=3, ring=256)
-    # Best of three alternating runs each: a background load that comes and goes hits both sides alike.
-    assert r["best_fps"]["with"] >= 0.8 * r["best_fps"]["without"], r
+        r = bench_view(tracker, str(tmp_path / "eye.mp4"), max_frames=300, rounds=3, ring=256)
+    # Best of three runs each, taking turns: a background load that comes and goes hits every arm alike. Measured
+    # here: 0.85-1.08 of the speed without a view, either way round (noise on a loaded 2-core machine).
+    assert r["ratio_best"]["stalled"] >= 0.8, r
+    assert r["ratio_best"]["watched"] >= 0.7, r  # a page that watches costs one JPEG per view frame
     assert r["stalled_page"]["skipped"] > 0 and r["reading_page_bytes"] > 0, r
-    rss = r["rss_mb_after_view_runs"]
-    assert rss[-1] - rss[0] < 10.0, r  # 500 more frames through a full ring: no growth beyond allocator noise
+    rss = r["rss_mb_after_rounds"]
+    assert rss[-1] - rss[0] < 10.0, r  # 1200 more frames through full rings: no growth beyond allocator noise
