@@ -1,11 +1,11 @@
 """`iristrack bench --view`: end-to-end frames/s without a --view server, with one a stalled page holds, and watched.
 
-Three arms take turns (without, stalled, watched, without, ...) so a background load that comes and goes hits them
-alike; the figure is each arm's best and median. The stalled page connected and never reads again (its socket
-buffers fill, then the server skips its view frames); the watched arm's server also has a page that reads
-everything, as a browser does, so it draws, encodes and sends every view frame. The reading page runs in this
-process (a browser would be another one). One server per arm serves every round, as in one long session; resident
-memory is read after every round.
+Three arms take turns in a rotating order (without, stalled, watched; stalled, watched, without; ...), so a
+background load that comes and goes hits them alike; the figure is each arm's median (and best). The stalled page
+connected and never reads again (its socket buffers fill, then the server skips its view frames); the watched
+arm's server also has a page that reads everything, as a browser does, so it draws, encodes and sends every view
+frame. The reading page runs in this process (a browser would be another one). One server per arm serves every
+round, as in one long session; resident memory is read after every round.
 """
 
 from __future__ import annotations
@@ -102,41 +102,51 @@ def _run_once(tracker: Tracker, spec: str, out: Path, max_frames: int, view: Vie
     return summary.frames, summary.fps
 
 
-def bench_view(tracker: Tracker, spec: str, max_frames: int = 2000, rounds: int = 3, ring: int = RING_RECORDS) -> dict:
-    """Frames/s of `rounds` runs of each arm (ARMS), taking turns; resident memory after each watched run."""
-    fps: dict[str, list[float]] = {arm: [] for arm in ARMS}
+def _view_with_pages(stack: contextlib.ExitStack, ring: int, reading: bool) -> tuple[ViewSink, ReadingPage | None]:
+    """A view server with a stalled page on it, and a reading page too where `reading`; all closed by `stack`."""
+    view = stack.enter_context(ViewSink(port=0, ring=ring))
+    stack.enter_context(contextlib.closing(stalled_page(view.url)))
+    page = stack.enter_context(contextlib.closing(ReadingPage(view.url))) if reading else None
+    wait_for_pages(view, 2 if reading else 1)
+    return view, page
+
+
+def bench_view(
+    tracker: Tracker,
+    spec: str,
+    max_frames: int = 2000,
+    rounds: int = 3,
+    ring: int = RING_RECORDS,
+    arms: tuple[str, ...] = ARMS,
+) -> dict:
+    """Frames/s of `rounds` runs of each arm (ARMS; "without" among them), taking turns; RSS after each round."""
+    fps: dict[str, list[float]] = {arm: [] for arm in arms}
     rss_after: list[float] = []
-    with (
-        tempfile.TemporaryDirectory(prefix="iristrack_view_bench_") as tmp,
-        ViewSink(port=0, ring=ring) as stalled_view,
-        ViewSink(port=0, ring=ring) as watched_view,
-        contextlib.closing(stalled_page(stalled_view.url)),
-        contextlib.closing(stalled_page(watched_view.url)),
-        contextlib.closing(ReadingPage(watched_view.url)) as page,
-    ):
-        wait_for_pages(stalled_view, 1)
-        wait_for_pages(watched_view, 2)
-        views = {"without": None, "stalled": stalled_view, "watched": watched_view}
-        out = Path(tmp) / "bench.jsonl"
+    with contextlib.ExitStack() as stack:
+        out = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="iristrack_view_bench_"))) / "bench.jsonl"
+        views = {arm: _view_with_pages(stack, ring, arm == "watched") for arm in arms if arm != "without"}
         _run_once(tracker, spec, out, min(max_frames, 50), None)  # warm-up: first-call costs out of the figure
-        for _ in range(rounds):
-            for arm in ARMS:
-                frames, rate = _run_once(tracker, spec, out, max_frames, views[arm])
+        for r in range(rounds):
+            k = r % len(arms)
+            for arm in arms[k:] + arms[:k]:  # a rotating order: no arm always first or last
+                frames, rate = _run_once(tracker, spec, out, max_frames, views[arm][0] if arm in views else None)
                 fps[arm].append(rate)
             rss_after.append(rss_mb())
-        stalled = stalled_view.server.clients[0]
-        received = page.received_bytes
-    best = {arm: max(v) for arm, v in fps.items()}
+        stalled_view = views.get("stalled", views.get("watched", (None,)))[0]
+        stalled = min(stalled_view.server.clients, key=lambda c: c["sent"]) if stalled_view else {}
+        reading = views["watched"][1].received_bytes if "watched" in views else None
     return {
         "source": spec,
         "frames": frames,
         "rounds": rounds,
         "fps": {arm: [round(x, 1) for x in v] for arm, v in fps.items()},
-        "best_fps": {arm: round(v, 1) for arm, v in best.items()},
+        "best_fps": {arm: round(max(v), 1) for arm, v in fps.items()},
         "median_fps": {arm: round(statistics.median(v), 1) for arm, v in fps.items()},
-        "ratio_best": {arm: round(best[arm] / best["without"], 3) for arm in ARMS[1:]},
+        "ratio_median": {
+            arm: round(statistics.median(v) / statistics.median(fps["without"]), 3) for arm, v in fps.items()
+        },
         "stalled_page": stalled,
-        "reading_page_bytes": received,
+        "reading_page_bytes": reading,
         "rss_mb_after_rounds": [round(x, 1) for x in rss_after],
     }
 
@@ -144,16 +154,18 @@ def bench_view(tracker: Tracker, spec: str, max_frames: int = 2000, rounds: int 
 def format_view_bench(r: dict) -> str:
     """The bench_view result as a few lines of text."""
     lines = [f"{r['source']}: {r['frames']} frames a run, {r['rounds']} runs of each, taking turns"]
-    for arm in ARMS:
-        ratio = f", {r['ratio_best'][arm]:.3f} of without" if arm in r["ratio_best"] else ""
+    for arm, runs in r["fps"].items():
+        ratio = f" ({r['ratio_median'][arm]:.3f} of without)" if arm != "without" else ""
         lines.append(
-            f"  {ARM_TITLES[arm]}: best {r['best_fps'][arm]} frames/s{ratio}, median {r['median_fps'][arm]}"
-            f"  ({', '.join(map(str, r['fps'][arm]))})"
+            f"  {ARM_TITLES[arm]}: median {r['median_fps'][arm]} frames/s{ratio}, best {r['best_fps'][arm]}"
+            f"  (runs: {', '.join(map(str, runs))})"
         )
-    page = r["stalled_page"]
-    lines.append(
-        f"  the stalled page: {page['sent']} view frames sent, {page['skipped']} skipped, {page['buffered_bytes']} "
-        f"bytes held; the reading page received {r['reading_page_bytes'] / 1e6:.1f} MB"
-    )
+    if page := r["stalled_page"]:
+        lines.append(
+            f"  the stalled page: {page['sent']} view frames sent, {page['skipped']} skipped, "
+            f"{page['buffered_bytes']} bytes held"
+        )
+    if r["reading_page_bytes"] is not None:
+        lines.append(f"  the reading page received {r['reading_page_bytes'] / 1e6:.1f} MB")
     lines.append(f"  resident memory after each round: {', '.join(f'{x:.1f}' for x in r['rss_mb_after_rounds'])} MB")
     return "\n".join(lines)

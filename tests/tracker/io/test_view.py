@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tools.synthetic import write_clip
-from tools.view_bench import ReadingPage, bench_view, stalled_page, stream_request, wait_for_pages
+from tools.view_bench import ARMS, ReadingPage, bench_view, stalled_page, stream_request, wait_for_pages
 from tracker.errors import TrackerError
 from tracker.io.sinks import result_to_dict
 from tracker.io.sources import open_source
@@ -275,13 +275,13 @@ def test_a_stalled_page_does_not_slow_the_run_and_memory_stays_flat(tmp_path):
     from tests.paths import SHIPPED_MODEL
     from tracker.pipeline import Tracker
 
-    write_clip(tmp_path / "eye.mp4", tmp_path / "eye.csv", 300, (320, 240), 60.0, 5)
+    write_clip(tmp_path / "eye.mp4", tmp_path / "eye.csv", 200, (320, 240), 60.0, 5)
     with Tracker.from_model(SHIPPED_MODEL) as tracker:
-        r = bench_view(tracker, str(tmp_path / "eye.mp4"), max_frames=300, rounds=3, ring=256)
-    # Best of three runs each, taking turns: a background load that comes and goes hits every arm alike. Measured
-    # here: 0.85-1.08 of the speed without a view, either way round (noise on a loaded 2-core machine).
-    assert r["ratio_best"]["stalled"] >= 0.8, r
-    assert r["ratio_best"]["watched"] >= 0.7, r  # a page that watches costs one JPEG per view frame
-    assert r["stalled_page"]["skipped"] > 0 and r["reading_page_bytes"] > 0, r
+        r = bench_view(tracker, str(tmp_path / "eye.mp4"), max_frames=200, rounds=5, ring=128, arms=ARMS[:2])
+    # Within noise: five runs each, taking turns, so a background load that comes and goes hits both alike; the
+    # runs with the stalled page are as fast as those without (median at least the slowest run without, less 10 %).
+    # One that waited on the page would instead stop at its first full buffer.
+    assert r["median_fps"]["stalled"] >= 0.9 * min(r["fps"]["without"]), r
+    assert r["stalled_page"]["skipped"] > 0 and r["stalled_page"]["sent"] < 40, r
     rss = r["rss_mb_after_rounds"]
-    assert rss[-1] - rss[0] < 10.0, r  # 1200 more frames through full rings: no growth beyond allocator noise
+    assert rss[-1] - rss[0] < 10.0, r  # 800 more frames through a full ring: no growth beyond allocator noise
