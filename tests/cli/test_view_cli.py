@@ -148,6 +148,8 @@ def test_the_page_of_a_real_run_shows_its_frames_numbers_and_plots(clip, tmp_pat
             page.wait_for_function(
                 "(shown) => document.getElementById('frame-index').textContent !== shown", arg=frozen["frame"]
             )
+            # The screenshot after the clip's third blink (frames 447-460), so the plots show one.
+            page.wait_for_function("() => Number(document.getElementById('frame-index').textContent) >= 490")
             page.screenshot(path=str(tmp_path / "view.png"), full_page=True)
             proc.wait(60)
             page.wait_for_function("() => document.getElementById('state').textContent === 'run ended'")

@@ -130,7 +130,7 @@ function fitCanvas(canvas) {
 
 const PAD = { left: 44, right: 8, top: 6, bottom: 16 };
 
-function niceRange(values, fixedRange) {
+function niceRange(values, fixedRange, floor) {
   if (fixedRange) return fixedRange;
   let lo = Infinity;
   let hi = -Infinity;
@@ -142,7 +142,7 @@ function niceRange(values, fixedRange) {
   }
   if (!Number.isFinite(lo)) return [0, 1];
   const pad = Math.max((hi - lo) * 0.1, Math.abs(hi) * 0.02, 1e-3);
-  return [lo - pad, hi + pad];
+  return [floor === undefined ? lo - pad : Math.max(floor, lo - pad), hi + pad];
 }
 
 function drawAxes(ctx, w, h, span, yRange, digits) {
@@ -169,12 +169,12 @@ function timeLabels(ctx, w, h, span) {
   ctx.fillText("now", w - PAD.right - 22, h - 3);
 }
 
-function drawLines(canvas, series, { range = null, digits = 1, t1, span }) {
+function drawLines(canvas, series, { range = null, floor = undefined, digits = 1, t1, span }) {
   // series: [{color, dash, points: [[t, v|null], ...]}]; a null value breaks the line (a blink shows as a gap).
   const { ctx, w, h } = fitCanvas(canvas);
   const t0 = t1 - span;
   const visible = series.map((s) => s.points.filter(([t]) => t >= t0));
-  const yRange = niceRange(visible.flat().map(([, v]) => v), range);
+  const yRange = niceRange(visible.flat().map(([, v]) => v), range, floor);
   drawAxes(ctx, w, h, span, yRange, digits);
   const x = (t) => PAD.left + ((t - t0) / span) * (w - PAD.left - PAD.right);
   const y = (v) => PAD.top + (1 - (v - yRange[0]) / (yRange[1] - yRange[0])) * (h - PAD.top - PAD.bottom);
@@ -217,7 +217,7 @@ function drawStatus(canvas, sides, t1, span) {
       if (!eye) return;
       const next = i + 1 < pts.length ? pts[i + 1].t : p.t + 1 / 60;
       ctx.fillStyle = STATUS_COLORS[eye.status] || "#6e7681";
-      ctx.fillRect(x(p.t), top + 1, Math.max(1, x(next) - x(p.t)), rowH - 2);
+      ctx.fillRect(x(p.t), top + 1, Math.max(1, x(next) - x(p.t) + 0.5), rowH - 2); // + 0.5: no seams
     });
   });
   timeLabels(ctx, w, h, span);
@@ -261,7 +261,7 @@ function drawPlots() {
   drawStatus($("plot-status"), sides, t1, span);
   const fps = { color: "#e6edf3", points: state.speed.map((s) => [s.t, s.fps]) };
   const latency = { color: "#d29922", dash: true, points: state.points.map((p) => [p.t, p.latency]) };
-  drawLines($("plot-speed"), [fps, latency], { t1, span, digits: 0 });
+  drawLines($("plot-speed"), [fps, latency], { t1, span, floor: 0, digits: 0 });
 }
 
 function legend() {
