@@ -160,12 +160,11 @@ class ViewSink(ClosingSink):
         fps: float = VIEW_FPS,
         ring: int = RING_RECORDS,
         quality=None,
-        token: str | None = None,
     ) -> None:
         self.feed = ViewFeed(ring)
         self._quality = quality
         self._counts = None
-        self.server = ViewServer(self.feed, host, port, fps=fps, token=token)
+        self.server = ViewServer(self.feed, host, port, fps=fps)
 
     @property
     def url(self) -> str:
@@ -294,8 +293,16 @@ def loopback_hosts(port: int) -> frozenset[str]:
     return frozenset(f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]"))
 
 
-def refusal(method: str, raw_path: str, query_token: str | None, host: str | None, origin: str | None, *, token,
-            hosts: frozenset[str]) -> tuple[int, str] | None:  # fmt: skip
+def refusal(
+    method: str,
+    raw_path: str,
+    query_token: str | None,
+    host: str | None,
+    origin: str | None,
+    *,
+    token: str | None,
+    hosts: frozenset[str],
+) -> tuple[int, str] | None:
     """None for a request to serve, else (HTTP status, reason): pure, so every rule is testable without a server.
 
     `raw_path` is the request target as sent (before any decoding): only the allow-listed paths match, so
@@ -345,7 +352,6 @@ class ViewServer:
         port: int = DEFAULT_PORT,
         *,
         fps: float = VIEW_FPS,
-        token: str | None = None,
     ) -> None:
         try:
             import aiohttp  # noqa: F401 (the optional extra: fail before binding)
@@ -354,7 +360,7 @@ class ViewServer:
         self._feed, self._period_s = feed, 1.0 / fps
         self._sock = bind(host, port)
         address, self.port = self._sock.getsockname()[:2]
-        self.token = None if is_loopback(address) else (token or secrets.token_urlsafe(18))
+        self.token = None if is_loopback(address) else secrets.token_urlsafe(18)  # 24 characters, 144 bits
         self.url = view_url(address, self.port, self.token)
         self._hosts = loopback_hosts(self.port)
         self._assets = load_assets(self.token)
@@ -388,6 +394,7 @@ class ViewServer:
             self._loop.run_until_complete(self._start())
         except BaseException as exc:  # reported on the caller's thread
             self._failure = exc
+            self._loop.close()
             self._ready.set()
             return
         self._ready.set()
@@ -512,11 +519,13 @@ class ViewServer:
             ready = [c for c in self._clients if not c.busy]
             if not ready:  # every page is still sending: a frame made now would be thrown away
                 continue
-            self._take_records()
-            # cv2 drawing and encoding release the GIL: the tracking threads run on meanwhile.
-            jpeg = view_image(written, frame)
-            self._shown = ViewFrame(written.seq, json.dumps(view_record(written)), jpeg)
             shown_seq = written.seq
+            try:
+                self._take_records()
+                # cv2 drawing and encoding release the GIL: the tracking threads run on meanwhile.
+                self._shown = ViewFrame(written.seq, json.dumps(view_record(written)), view_image(written, frame))
+            except Exception:  # a frame the view cannot show is skipped: ending the run is never the view's to do
+                continue
             for client in ready:
                 client.wake.set()
 
