@@ -295,6 +295,7 @@ def run_bench(
         "rss_mb_at_start": round(rss_start, 1),
     }
     result["speed_ratio_vs_baseline"] = round(result["end_to_end_fps"] / result["baseline"]["fps"], 2)
+    result["eyes"] = getattr(tracker, "mode", None) or "one"  # "face": both eyes of a face per frame (--eyes)
     if rt is not None:
         result["realtime"] = rt
     if soak is not None:
@@ -318,11 +319,15 @@ def format_bench(r: dict) -> str:
         f"frames/s, pipelined {e2e['pipelined']['fps']:.1f} frames/s ({r['pipelined_speedup']:.2f}x)"
     )
     b = r["baseline"]
-    lines.append(
-        f"classical baseline: {b['per_frame']['median_ms']:.3f} ms median per frame "
-        f"({b['fps']:.0f} frames/s); tracker ({r['mode']}) / baseline speed: "
-        f"{r['speed_ratio_vs_baseline']:.2f}x"
-    )
+    if r.get("eyes") == "face":
+        # The classical detector looks for one eye filling the frame: on a face frame it is no baseline.
+        lines.append("face frames (--eyes face): both eyes per frame; preprocess includes finding the face")
+    else:
+        lines.append(
+            f"classical baseline: {b['per_frame']['median_ms']:.3f} ms median per frame "
+            f"({b['fps']:.0f} frames/s); tracker ({r['mode']}) / baseline speed: "
+            f"{r['speed_ratio_vs_baseline']:.2f}x"
+        )
     for mode, rt in (r.get("realtime") or {}).items():
         lat = rt["frame_to_result_latency"]
         lines.append(

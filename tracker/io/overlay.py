@@ -82,7 +82,8 @@ def draw_overlay(image: np.ndarray, result: FrameResult, *, fps: float | None = 
             if boundary is not None:
                 _draw_boundary(img, boundary, color, 1)
     if text:
-        scale = max(0.3, min(h, w) / 600)
+        # A face frame's lines are longer (one per eye) and its eyes small: smaller text keeps the face clear.
+        scale = max(0.3, min(h, w) / (600 if result.eyes is None else 1100))
         line_h = int(30 * scale) + 4
         status = Status(result.status)
         lines = _closeup_lines(result) if result.eyes is None else _face_lines(result)
