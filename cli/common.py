@@ -123,7 +123,9 @@ def load_tracker(model: str | None, backend: str, config, quiet: bool = False, c
 
     # The calibration first: a broken one is an error before any backend is open.
     confidence = confidence or confidence_for(model or default_model_path())
-    loaded, notice = load_backend(Path(model) if model else None, backend, rebuild=rebuild, threads=threads)
+    loaded, notice = load_backend(
+        Path(model) if model else None, backend, rebuild=rebuild, threads=threads, pin_threads=eyes == "one"
+    )
     if not quiet:
         precision = getattr(loaded, "precision", None)  # OpenVINO: bf16 or fp32, chosen by measurement (docs/GPU.md)
         click.echo(f"{notice}, {precision}" if precision else notice, err=True)

@@ -74,13 +74,15 @@ def load_backend(
     max_batch: int = 1,
     rebuild: bool = True,
     openvino_precision: str | None = None,
+    pin_threads: bool = True,
 ) -> tuple[Backend, str]:
     """(backend, one-line notice of what was chosen and why) for `model_path` (default: the shipped model).
 
     kind: auto (TensorRT when it can run here, else the CPU), tensorrt, openvino, onnxruntime, or cpu
     (OpenVINO when installed, else ONNX Runtime). An explicit kind that cannot run raises ModelError.
     precision is TensorRT's (fp16, fp32); openvino_precision is OpenVINO's (fp32, bf16; None:
-    $IRISTRACK_OPENVINO_PRECISION, else tracker.backends.openvino.DEFAULT_PRECISION).
+    $IRISTRACK_OPENVINO_PRECISION, else tracker.backends.openvino.DEFAULT_PRECISION). pin_threads=False
+    leaves OpenVINO's threads unpinned (face runs, where a second OpenVINO model shares the process).
     """
     kind = (kind or "auto").lower()
     if kind not in KINDS:
@@ -109,32 +111,32 @@ def load_backend(
                 f"{what} cannot run here: {reason}; use --backend cpu with the .onnx model, "
                 'or install the GPU extra: pip install -e ".[gpu]" (see docs/GPU.md)'
             )
-        backend, name = _cpu(path, threads, openvino_precision)
+        backend, name = _cpu(path, threads, openvino_precision, pin_threads)
         return backend, f"using {name} on the CPU ({reason})"
 
     if kind == "cpu":
-        backend, name = _cpu(path, threads, openvino_precision)
+        backend, name = _cpu(path, threads, openvino_precision, pin_threads)
         why = "fastest CPU backend installed" if name == "openvino" else "openvino not installed"
         return backend, f"using {name} on the CPU ({why})"
     if kind == "openvino":
         reason = module_missing_reason("openvino")
         if reason:
             raise ModelError(f'--backend openvino cannot run here: {reason}; pip install -e ".[fast]" or use cpu')
-        return _openvino(path, threads, openvino_precision), "using openvino on the CPU (requested)"
+        return _openvino(path, threads, openvino_precision, pin_threads), "using openvino on the CPU (requested)"
     return _onnxruntime(path, threads), "using onnxruntime on the CPU (requested)"
 
 
-def _cpu(path: Path, threads: int, openvino_precision: str | None) -> tuple[Backend, str]:
+def _cpu(path: Path, threads: int, openvino_precision: str | None, pin_threads: bool = True) -> tuple[Backend, str]:
     """OpenVINO when importable, else ONNX Runtime; returns (backend, name)."""
     if module_missing_reason("openvino") is None:
-        return _openvino(path, threads, openvino_precision), "openvino"
+        return _openvino(path, threads, openvino_precision, pin_threads), "openvino"
     return _onnxruntime(path, threads), "onnxruntime"
 
 
-def _openvino(path: Path, threads: int, precision: str | None) -> Backend:
+def _openvino(path: Path, threads: int, precision: str | None, pin_threads: bool = True) -> Backend:
     from tracker.backends.openvino import OpenVinoBackend
 
-    return OpenVinoBackend(path, threads=threads, precision=precision)
+    return OpenVinoBackend(path, threads=threads, precision=precision, pin_threads=pin_threads)
 
 
 def _onnxruntime(path: Path, threads: int) -> Backend:
