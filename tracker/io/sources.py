@@ -189,7 +189,13 @@ class Source:
             self._messages: collections.deque = collections.deque()
             self._alive_at = [time.perf_counter()]
             self._stall_timeout_s = stall_timeout_s
-            target, args = _pump_latest, (items, self._buffer, self._messages, self._alive_at, self._stop, pace)
+            # A replay (pace) starts its clock at the consumer's first read, as a camera started with the run
+            # would: frames due while the models load would otherwise count as dropped before the first one.
+            self._go = threading.Event()
+            if not pace:
+                self._go.set()
+            target = _pump_latest
+            args = (items, self._buffer, self._messages, self._alive_at, self._stop, pace, self._go)
         elif prefetch:
             self._buffer = None
             self._queue: queue.Queue = queue.Queue(maxsize=PREFETCH_FRAMES)
@@ -269,6 +275,7 @@ class Source:
                 self._items.close()  # releases the capture
 
     def _next_live(self) -> Frame | None:
+        self._go.set()
         while True:
             self._report_pending()
             frame = self._buffer.get(timeout_s=0.1)
@@ -755,13 +762,20 @@ def _pump_latest(
     alive_at: list[float],
     stop: threading.Event,
     pace: bool,
+    go: threading.Event,
 ) -> None:
     """Live media: publish each frame to a one-slot buffer, stamped with perf_counter when it became available.
 
-    With `pace`, frames are released at their recorded timestamps (a file replayed as if it were a camera).
+    With `pace`, frames are released at their recorded timestamps (a file replayed as if it were a camera),
+    from when `go` is set (the consumer's first read).
     """
     start: float | None = None
     first_ts = 0.0
+    while not go.wait(0.05):
+        if stop.is_set():
+            items.close()
+            buffer.close()
+            return
     try:
         for item in items:
             alive_at[0] = time.perf_counter()
