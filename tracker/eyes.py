@@ -471,6 +471,18 @@ class FaceTracker:
         # infer sets inference_ms; in a face run, preprocess_ms includes finding the face and fit_ms both eyes.
         self.times = self._closeup.times
 
+    @classmethod
+    def from_model(cls, model=None, backend: str = "auto", config=None, mode: str = "face", **options) -> FaceTracker:
+        """The edge model (default: the shipped one) with its calibration, plus the face models; threads unpinned."""
+        from tracker.pipeline import Tracker, TrackerConfig
+
+        loaded = Tracker.from_model(model, backend, config or TrackerConfig(), pin_threads=False, **options)
+        try:
+            return cls(loaded.backend, loaded.config, mode=mode)
+        except BaseException:
+            loaded.close()
+            raise
+
     @property
     def eyes_per_frame(self) -> int:
         """Model inputs per frame: 2 in a face run, 1 in a close-up run."""
