@@ -580,10 +580,9 @@ class FaceTracker:
 
     def __call__(self, frame: Frame | np.ndarray) -> FrameResult:
         """One frame (or a bare image) -> FrameResult, the three steps in a row."""
-        if not isinstance(frame, Frame):
-            frame = Frame(frame, 0, None)
-        prepared = self.prepare(frame, self._input)
-        return self.finish(prepared, self.infer(self._input) if prepared.usable else None)
+        from tracker.pipeline import run_steps
+
+        return run_steps(self, frame, self._input)
 
     def close(self) -> None:
         """Release the face models and the edge model's backend."""

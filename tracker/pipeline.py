@@ -58,6 +58,14 @@ class Prepared:
         return self.gray is not None
 
 
+def run_steps(steps, frame: Frame | np.ndarray, buffer: np.ndarray) -> FrameResult:
+    """One frame (or a bare image) through the prepare, infer and finish steps of a Tracker or FaceTracker."""
+    if not isinstance(frame, Frame):
+        frame = Frame(frame, 0, None)
+    prepared = steps.prepare(frame, buffer)
+    return steps.finish(prepared, steps.infer(buffer) if prepared.usable else None)
+
+
 def usable_image(image: np.ndarray | None) -> bool:
     """The one shape check of a frame's pixels: a non-empty (H, W) or (H, W, C) array."""
     return isinstance(image, np.ndarray) and image.ndim in (2, 3) and image.size > 0
@@ -166,10 +174,7 @@ class Tracker:
 
     def __call__(self, frame: Frame | np.ndarray) -> FrameResult:
         """One frame (or a bare image) -> FrameResult with latency_ms measured from the call."""
-        if not isinstance(frame, Frame):
-            frame = Frame(frame, 0, None)
-        prepared = self.prepare(frame, self._input)
-        return self.finish(prepared, self.infer(self._input) if prepared.usable else None)
+        return run_steps(self, frame, self._input)
 
     def close(self) -> None:
         """Release the backend."""
