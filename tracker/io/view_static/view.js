@@ -291,6 +291,13 @@ function show(record, stats, jpeg) {
   const url = URL.createObjectURL(jpeg);
   const img = $("overlay");
   img.onload = () => {
+    if (state.paused) {
+      // Paused while this frame decoded: the view stays on the frame shown at the click, image and numbers.
+      img.onload = null;
+      if (state.imageUrl) img.src = state.imageUrl;
+      URL.revokeObjectURL(url);
+      return;
+    }
     if (state.imageUrl) URL.revokeObjectURL(state.imageUrl);
     state.imageUrl = url;
     state.shown = { record, jpeg };
