@@ -427,6 +427,16 @@ def test_damaged_demo_video_frames_keep_their_true_positions(tmp_path):
     assert all(clean[i] == d for i, d in frames if not first <= i < next_keyframe)
 
 
+def test_an_h264_video_header_gives_its_frame_count_fps_and_first_indices(tmp_path):
+    # The demo-video test below on a clip made here, so it runs without the development data.
+    clip = tmp_path / "clip.mp4"
+    _h264_clip(clip, 40, gop=20)
+    with open_source(str(clip)) as src:
+        first = [next(src) for _ in range(5)]
+    assert src.frame_count == 40 and src.fps == 25.0
+    assert [f.index for f in first] == list(range(5))
+
+
 @pytest.mark.data
 @pytest.mark.skipif(not DEMO_VIDEO.exists(), reason="development data not present")
 def test_demo_video_header():
