@@ -25,17 +25,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from tracker.errors import ModelError
 from tracker.fit.size import HVID_MM, HVID_SD_MM, eye_sizes, fit_sd_px, mm_per_px_from_iris, pupil_diameter_mm
+from tracker.pipeline import Prepared, Tracker, TrackerConfig, run_steps, usable_image
 from tracker.structures import Boundary, EyeBox, EyeResult, Frame, FrameResult, SizeMm, Status
-
-if TYPE_CHECKING:
-    from tracker.pipeline import Prepared, Tracker
 
 __all__ = [  # the mm helpers live in tracker/fit/size.py; named here too, where face-frame users look
     "HVID_MM",
@@ -453,8 +450,6 @@ class FaceTracker:
     """
 
     def __init__(self, backend, config=None, mode: str = "face", finder: FaceEyeFinder | None = None) -> None:
-        from tracker.pipeline import Tracker, TrackerConfig
-
         if mode not in ("auto", "face"):
             raise ValueError(f"mode must be 'auto' or 'face', got {mode!r} ('one' is a plain Tracker)")
         config = config or TrackerConfig()
@@ -474,8 +469,6 @@ class FaceTracker:
     @classmethod
     def from_model(cls, model=None, backend: str = "auto", config=None, mode: str = "face", **options) -> FaceTracker:
         """The edge model (default: the shipped one) with its calibration, plus the face models; threads unpinned."""
-        from tracker.pipeline import Tracker, TrackerConfig
-
         loaded = Tracker.from_model(model, backend, config or TrackerConfig(), pin_threads=False, **options)
         try:
             return cls(loaded.backend, loaded.config, mode=mode)
@@ -510,8 +503,6 @@ class FaceTracker:
 
     def prepare(self, frame: Frame, out: np.ndarray):
         """Frame -> FacePrepared (eye crops written into `out` (2, h, w, 1)), or a close-up run's Prepared."""
-        from tracker.pipeline import usable_image
-
         t0 = time.perf_counter()
         readable = usable_image(frame.image) and frame.image.dtype in (np.uint8, np.uint16)
         if self.mode is None and readable:
@@ -533,6 +524,8 @@ class FaceTracker:
             box = self._boxes[new.side] = held_box(self._boxes.get(new.side), new)
             if not box_in_frame(box, frame.image.shape[:2]):
                 continue
+            # A new crop per frame, not a reused buffer: its gray image rides in Prepared to `finish`, and up
+            # to RECORDED_DEPTH frames are in flight at once (83 kB an eye: small beside a decoded frame).
             crop, to_frame = crop_eye(frame.image, box)
             prepared = self._eye_trackers[box.side].prepare(
                 Frame(crop, frame.index, frame.timestamp_s, frame.source), out[i : i + 1]
@@ -580,8 +573,6 @@ class FaceTracker:
 
     def __call__(self, frame: Frame | np.ndarray) -> FrameResult:
         """One frame (or a bare image) -> FrameResult, the three steps in a row."""
-        from tracker.pipeline import run_steps
-
         return run_steps(self, frame, self._input)
 
     def close(self) -> None:
