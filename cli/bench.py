@@ -57,10 +57,13 @@ def bench(source, model, backend, max_frames, realtime, pipelined, resize, soak_
     _quiet_native_logs()
     if source is None:
         source = str(_demo_clip(Path("out"))[0])
-    tracker = load_tracker(model, backend, _tracker_config("ellipse", 0.35, True), quiet=as_json, eyes=eyes)
+    config = _tracker_config("ellipse", 0.35, True)
+    tracker = load_tracker(model, backend, config, quiet=as_json, eyes=eyes)
     if view:
         _bench_view(tracker, source, max_frames, as_json)
         return
+    # The replay is timed as `iristrack run --realtime` runs: loaded for a live source (every core to the model).
+    live = load_tracker(model, backend, config, quiet=True, eyes=eyes, live=True) if realtime else None
     try:
         result = run_bench(
             tracker,
@@ -70,11 +73,14 @@ def bench(source, model, backend, max_frames, realtime, pipelined, resize, soak_
             pipelined=pipelined,
             resize_wh=resize_wh,
             soak_frames=soak_frames,
+            live_tracker=live,
         )
     except ValueError as exc:
         raise TrackerError(str(exc)) from None
     finally:
         tracker.close()
+        if live is not None:
+            live.close()
     click.echo(json.dumps(result) if as_json else format_bench(result))
 
 

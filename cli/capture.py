@@ -43,7 +43,7 @@ def capture(source, model, backend, out_dir, best, profile_path, time_limit_s, s
         view = stack.enter_context(open_view())  # bound before the capture folder is created
         src = stack.enter_context(open_source(source, realtime=realtime, prefetch=False))
         config = _tracker_config("ellipse", 0.35, not _is_image_source(source))
-        tracker = stack.enter_context(load_tracker(model, backend, config, quiet))
+        tracker = stack.enter_context(load_tracker(model, backend, config, quiet, live=src.is_live))
         done = run_capture(
             src, tracker, out_dir, best=best, profile=profile, time_limit_s=time_limit_s, show=show, view=view
         )

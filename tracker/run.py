@@ -12,7 +12,8 @@ dropped. On 2 cores a third busy thread (a decoding thread, or preprocessing on 
 cost a fifth of the throughput: three threads on two cores keep preempting the inference thread.
 Live media (latency first): the inference thread takes the newest frame only when a slot is free,
 prepares and infers it, and hands one edge map at a time to the calling thread, so no stale frame
-piles up. Stateful smoothing needs frame order, which both keep. The sinks are written on the calling
+piles up; a face run's face mesh for the next frame then runs on it (FaceTracker.follow) while the
+calling thread fits. Stateful smoothing needs frame order, which both keep. The sinks are written on the calling
 thread (a preview window must be driven from the thread that created it), which also receives
 SIGINT/SIGTERM/SIGHUP: the first asks the run to stop after the frame being written, a second interrupts
 at once.
@@ -376,6 +377,8 @@ def _infer_live(
     """Inference thread of live runs: a free slot, then the newest frame, prepared and inferred into the slot."""
     last: object = _END
     taken = 0
+    # A FaceTracker's face mesh for the next frame runs here, while the calling thread fits this one.
+    follow = getattr(tracker, "follow", None)
     try:
         frames = iter(source)
         while not max_frames or taken < max_frames:
@@ -395,6 +398,8 @@ def _infer_live(
                 slot = None
             if not _put(ready, (prepared, slot), stop):
                 return
+            if follow is not None:
+                follow()
             taken += 1
     except BaseException as exc:  # re-raised on the calling thread
         last = _Failed(exc)

@@ -92,6 +92,12 @@ class Ellipse:
     def affine(self, m: np.ndarray) -> Ellipse:
         """The image of this ellipse under the 2x3 affine map `m` (an ellipse maps to an ellipse)."""
         m = np.asarray(m, dtype=np.float64)
+        (a, b, tx), (c_, d, ty) = m.tolist()
+        if math.isclose(a, d, rel_tol=1e-9, abs_tol=1e-12) and math.isclose(b, -c_, rel_tol=1e-9, abs_tol=1e-12):
+            # A similarity (the eye-crop maps): scale and turn the axes; no SVD on a face run's per-frame path.
+            scale = math.hypot(a, c_)
+            cx, cy = a * self.cx + b * self.cy + tx, c_ * self.cx + d * self.cy + ty
+            return Ellipse(cx, cy, scale * self.semi_major, scale * self.semi_minor, self.angle_rad + math.atan2(c_, a))
         c, s = math.cos(self.angle_rad), math.sin(self.angle_rad)
         # Columns of the shape matrix are the semi-axis vectors; map them and take the SVD.
         axes = np.array([[c * self.semi_major, -s * self.semi_minor], [s * self.semi_major, c * self.semi_minor]])

@@ -417,3 +417,131 @@ def test_a_pipelined_face_run_writes_what_a_sequential_one_does(face_tracker, fa
         assert summary.frames == 12 and summary.face_frames == 12 and summary.eyes == 24
         outs[pipelined] = [[(e.side, e.iris, e.pupil, e.status) for e in r.eyes] for r in sink.results]
     assert outs[True] == outs[False]
+
+
+# ---------------------------------------------------------------------------------------------- following the face
+
+
+class _CountingFinder:
+    """A face finder that finds the same face on every frame and logs (call, frame index) for each model run.
+
+    The frame index is read from the image's top-left pixel; `lose_at` frames make the mesh lose the face.
+    """
+
+    def __init__(self, lose_at: tuple[int, ...] = ()) -> None:
+        from tracker.eyes import FaceEyes
+
+        self.calls: list[tuple[str, int]] = []
+        self.lose_at = lose_at
+        landmarks = np.zeros((468, 2), np.float32)
+        self.face = FaceEyes(
+            0.9,
+            landmarks,
+            (EyeBox("right", 200.0, 200.0, 96.0, 72.0, 0.0), EyeBox("left", 420.0, 200.0, 96.0, 72.0, 0.0)),
+        )
+
+    def __call__(self, image):
+        self.calls.append(("detect", int(image[0, 0])))
+        return [self.face]
+
+    def track(self, image, previous_xy):
+        self.calls.append(("mesh", int(image[0, 0])))
+        return None if int(image[0, 0]) in self.lose_at else self.face
+
+    def close(self):
+        pass
+
+
+def _numbered_frames(n: int):
+    """n 640x480 gray frames whose top-left pixel holds their index."""
+    for index in range(n):
+        image = np.full((480, 640), 120, np.uint8)
+        image[0, 0] = index
+        yield Frame(image, index, index / 60.0)
+
+
+@pytest.fixture(scope="module")
+def shared_backend():
+    backend = Tracker.from_model(backend="onnxruntime").backend
+    yield backend
+    backend.close()
+
+
+def test_a_followed_face_meshes_each_due_frame_after_its_crops_and_redetects_in_follow_too(shared_backend):
+    from tracker.eyes import MESH_EVERY, REDETECT_EVERY, FaceTracker
+
+    finder = _CountingFinder()
+    tracker = FaceTracker(shared_backend, mode="face", finder=finder)
+    buffer = tracker.input_buffers(1)[0]
+    for frame in _numbered_frames(REDETECT_EVERY + 3):
+        before = list(finder.calls)
+        assert len(tracker.prepare(frame, buffer).eyes) == 2
+        made = finder.calls[len(before) :]
+        if frame.index == 0:
+            assert made == [("detect", 0)]  # nothing to follow yet: the first frame waits for its face
+        else:
+            assert all(i < frame.index for _, i in made)  # a frame's own mesh never delays its crops
+        tracker.follow()  # as the live run loop does after the model call
+        due = frame.index and (frame.index % MESH_EVERY == 0 or frame.index == REDETECT_EVERY)
+        after = finder.calls[len(before) + len(made) :]
+        if frame.index == REDETECT_EVERY:
+            assert after == [("detect", frame.index)]  # the periodic re-detection, off the latency path too
+        else:
+            assert after == ([("mesh", frame.index)] if due else [])
+
+
+def test_without_follow_the_next_prepare_runs_the_due_mesh_first_with_the_same_crops(shared_backend):
+    from tracker.eyes import FaceTracker
+
+    runs = {}
+    for explicit in (True, False):
+        finder = _CountingFinder(lose_at=(4,))
+        tracker = FaceTracker(shared_backend, mode="face", finder=finder)
+        buffer = tracker.input_buffers(1)[0]
+        boxes = []
+        for frame in _numbered_frames(8):
+            boxes.append([crop.box for crop in tracker.prepare(frame, buffer).eyes])
+            if explicit:
+                tracker.follow()
+        runs[explicit] = (finder.calls, boxes)
+    assert runs[True] == runs[False]  # who runs the mesh changes when, never what a frame is cropped from
+    # Frame 4's mesh lost the face: it is looked for again on frame 4's image, not on frame 5's path.
+    assert ("mesh", 4) in runs[True][0] and runs[True][0][runs[True][0].index(("mesh", 4)) + 1] == ("detect", 4)
+
+
+def test_a_live_run_follows_the_face_after_each_model_call(shared_backend, monkeypatch):
+    from tracker.eyes import FaceTracker
+    from tracker.run import run
+
+    events: list[str] = []
+    inside: list[str] = []  # the step being run: prepare's own call of follow is not the run loop's
+    finder = _CountingFinder()
+    tracker = FaceTracker(shared_backend, mode="face", finder=finder)
+    for name in ("prepare", "infer", "follow"):
+        step = getattr(tracker, name)
+
+        def logged(*args, _step=step, _name=name):
+            if not inside:
+                events.append(_name)
+            inside.append(_name)
+            try:
+                return _step(*args)
+            finally:
+                inside.pop()
+
+        monkeypatch.setattr(tracker, name, logged)
+
+    class Camera(list):
+        is_live, dropped_frames, frame_count = True, 0, None
+
+        def close(self):
+            pass
+
+    class Keep:
+        def write(self, frame, result):
+            pass
+
+    summary = run(Camera(_numbered_frames(6)), tracker, Keep(), pipelined=True)
+    assert summary.frames == 6
+    # Per frame: prepare, infer, then the face mesh for the next frame, before the next frame is taken.
+    assert events == ["prepare", "infer", "follow"] * 6

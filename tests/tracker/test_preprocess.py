@@ -45,11 +45,21 @@ def test_model_and_frame_coordinates_are_inverse():
     assert np.allclose(model_to_frame_xy(model_xy, frame_hw, input_hw), xy)
 
 
-def test_ellipse_normalises_and_maps_exactly():
+@pytest.mark.parametrize(
+    "m",
+    [
+        [[2.0, 0.3, 5.0], [-0.1, 0.7, -3.0]],  # a general affine
+        [
+            [1.2 * math.cos(2.5), -1.2 * math.sin(2.5), 40.0],
+            [1.2 * math.sin(2.5), 1.2 * math.cos(2.5), -7.0],
+        ],  # a similarity
+    ],
+)
+def test_ellipse_normalises_and_maps_exactly(m):
     e = Ellipse(10, 20, 3, 5, 0.2)
     assert e.semi_major == 5 and e.semi_minor == 3 and math.isclose(e.angle_rad, 0.2 + math.pi / 2)
     assert Ellipse(0, 0, 5, 3, -0.1).angle_rad == pytest.approx(math.pi - 0.1)
-    m = np.array([[2.0, 0.3, 5.0], [-0.1, 0.7, -3.0]])
+    m = np.array(m)
     mapped = e.affine(m)
     # Points of the mapped ellipse are the mapped points of the original (same parametrisation up to phase).
     pts = e.points(720) @ m[:, :2].T + m[:, 2]
