@@ -66,7 +66,10 @@ def _backend_options(f):
         show_default=True,
         expose_value=False,
         callback=_remember,
-        help="CPU inference threads (0: cpu_count - 1 when pipelined, so fitting keeps a core; else the engine's)",
+        help=(
+            "CPU inference threads (0: every core for a camera or --realtime; cpu_count - 1 for pipelined files, "
+            "so fitting keeps a core; else the engine's)"
+        ),
     )(f)
     f = click.option(
         "--refine",
