@@ -12,7 +12,7 @@ or after the face was lost) or followed from the last frame's landmarks (MediaPi
 infer runs the edge model on both crops; finish fits each eye with its own `Tracker` (its own smoothing
 and session prior) and maps the ellipses back to frame pixels. `follow` runs the face mesh a followed
 frame is due (and the re-detection every REDETECT_EVERY frames) after its crops: the live run loop calls
-it after the frame's model call, off the frame's latency path; otherwise the next `prepare` does.
+it once the frame's result is written, off every frame's latency path; otherwise the next `prepare` does.
 Sizes in millimetres use the iris as the ruler (tracker/fit/size.py).
 
 Side: "left"/"right" as the person sees it, for an unmirrored camera frame (what OpenCV delivers): the
@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -464,6 +465,7 @@ class FaceTracker:
         self._face: FaceEyes | None = None  # the last frame's face, followed into the next (smoothed runs only)
         self._since_detect = 0
         self._due: np.ndarray | None = None  # a prepared frame's image whose face mesh is due (see `follow`)
+        self._follow_lock = threading.Lock()
         self._boxes: dict[str, EyeBox] = {}
         self._input = self.input_buffers(1)[0]
         # Stage times of the last frame (read by `iristrack bench`): shared with the close-up Tracker, whose
@@ -555,21 +557,23 @@ class FaceTracker:
     def follow(self) -> None:
         """The face mesh due on the last prepared frame (or its re-detection), for the frames after it.
 
-        Frame k+1 is cropped from frame k's landmarks whoever calls this: the live run loop, right after frame
-        k's model call (while the calling thread fits it), so the mesh is not on any frame's latency path; or
-        the next `prepare`, first thing. A face the mesh loses is looked for again on the same image.
+        Frame k+1 is cropped from frame k's landmarks whoever calls this: the live run loop, once frame k's
+        result is written (before frame k+1 arrives, so the mesh is on no frame's latency path), or the next
+        `prepare`, first thing. The lock serialises the two, which run on different threads of a live run. A
+        face the mesh loses is looked for again on the same image.
         """
-        image, self._due = self._due, None
-        if image is None or self._face is None:
-            return
-        face = None
-        if self._since_detect < REDETECT_EVERY:
-            face = self._finder.track(image, self._face.landmarks_xy)
-        if face is None:
-            found = self._finder(image)
-            face = found[0] if found else None
-            self._since_detect = 0
-        self._face = face
+        with self._follow_lock:
+            image, self._due = self._due, None
+            if image is None or self._face is None:
+                return
+            face = None
+            if self._since_detect < REDETECT_EVERY:
+                face = self._finder.track(image, self._face.landmarks_xy)
+            if face is None:
+                found = self._finder(image)
+                face = found[0] if found else None
+                self._since_detect = 0
+            self._face = face
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """(2, h, w, 1) both eyes' input -> (2, h, w, 2) edges ((1, ...) in a close-up run); a reused backend buffer."""

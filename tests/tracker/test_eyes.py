@@ -509,27 +509,23 @@ def test_without_follow_the_next_prepare_runs_the_due_mesh_first_with_the_same_c
     assert ("mesh", 4) in runs[True][0] and runs[True][0][runs[True][0].index(("mesh", 4)) + 1] == ("detect", 4)
 
 
-def test_a_live_run_follows_the_face_after_each_model_call(shared_backend, monkeypatch):
+def test_a_live_run_follows_the_face_on_the_writing_thread_after_each_result(shared_backend, monkeypatch):
+    import threading
+
     from tracker.eyes import FaceTracker
     from tracker.run import run
 
-    events: list[str] = []
-    inside: list[str] = []  # the step being run: prepare's own call of follow is not the run loop's
-    finder = _CountingFinder()
-    tracker = FaceTracker(shared_backend, mode="face", finder=finder)
-    for name in ("prepare", "infer", "follow"):
-        step = getattr(tracker, name)
+    written: list[int] = []
+    follows: list[int] = []  # results written when the run loop called follow
+    tracker = FaceTracker(shared_backend, mode="face", finder=_CountingFinder())
+    follow = tracker.follow
 
-        def logged(*args, _step=step, _name=name):
-            if not inside:
-                events.append(_name)
-            inside.append(_name)
-            try:
-                return _step(*args)
-            finally:
-                inside.pop()
+    def logged_follow():
+        if threading.current_thread() is threading.main_thread():  # not prepare's own call (inference thread)
+            follows.append(len(written))
+        follow()
 
-        monkeypatch.setattr(tracker, name, logged)
+    monkeypatch.setattr(tracker, "follow", logged_follow)
 
     class Camera(list):
         is_live, dropped_frames, frame_count = True, 0, None
@@ -539,9 +535,9 @@ def test_a_live_run_follows_the_face_after_each_model_call(shared_backend, monke
 
     class Keep:
         def write(self, frame, result):
-            pass
+            written.append(frame.index)
 
     summary = run(Camera(_numbered_frames(6)), tracker, Keep(), pipelined=True)
-    assert summary.frames == 6
-    # Per frame: prepare, infer, then the face mesh for the next frame, before the next frame is taken.
-    assert events == ["prepare", "infer", "follow"] * 6
+    assert summary.frames == 6 and written == list(range(6))
+    # Once per frame, after its result was written: the face mesh is never on a frame's latency path.
+    assert follows == [1, 2, 3, 4, 5, 6]
