@@ -62,9 +62,10 @@ def bench(source, model, backend, max_frames, realtime, pipelined, resize, soak_
     if view:
         _bench_view(tracker, source, max_frames, as_json)
         return
-    # The replay is timed as `iristrack run --realtime` runs: loaded for a live source (every core to the model).
-    live = load_tracker(model, backend, config, quiet=True, eyes=eyes, live=True) if realtime else None
+    live = None
     try:
+        # The replay is timed as `iristrack run --realtime` runs: loaded for a live source (every core to the model).
+        live = load_tracker(model, backend, config, quiet=True, eyes=eyes, live=True) if realtime else None
         result = run_bench(
             tracker,
             source,

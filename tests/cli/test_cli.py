@@ -140,4 +140,22 @@ def test_bench_resize_and_soak_report(tmp_path):
     assert set(r["end_to_end"]) == {"sequential", "pipelined"}
     assert all(m["frames"] == 20 for m in r["end_to_end"].values())
     assert r["soak"]["frames"] == 50 and set(r["soak"]["rss_mb"]) == {"start", "after_warmup", "end"}
+
+
+@pytest.mark.slow
+def test_bench_realtime_replays_with_the_live_tracker_and_reports_latency_and_drops(tmp_path):
+    video = tmp_path / "c.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 60.0, (64, 48))
+    for i in range(24):
+        writer.write(np.full((48, 64, 3), 8 * i, np.uint8))
+    writer.release()
+    args = ("bench", "c.mp4", "--model", str(SHIPPED_MODEL), "--backend", "onnxruntime", "--realtime", "--json")
+    proc = iristrack(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rt = json.loads(proc.stdout)["realtime"]
+    assert set(rt) == {"sequential", "pipelined"}
+    for mode in rt.values():
+        assert mode["input_fps"] == pytest.approx(60.0)
+        assert mode["frames_processed"] + mode["dropped_frames"] == 24
+        assert mode["frame_to_result_latency"]["median_ms"] > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]  # the resized copy went to a temporary folder
