@@ -113,13 +113,17 @@ def test_bench_bad_resize_is_one_error_line(tmp_path):
     assert_one_error_line(proc, "--resize expects WIDTHxHEIGHT")
 
 
-@pytest.mark.slow
-def test_bench_resize_and_soak_report(tmp_path):
-    video = tmp_path / "c.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (64, 48))
-    for i in range(20):
+def _ramp_clip(path, frames: int, fps: float) -> None:
+    """A 64x48 mp4 of `frames` flat frames getting brighter, at `fps`."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 48))
+    for i in range(frames):
         writer.write(np.full((48, 64, 3), 8 * i, np.uint8))
     writer.release()
+
+
+@pytest.mark.slow
+def test_bench_resize_and_soak_report(tmp_path):
+    _ramp_clip(tmp_path / "c.mp4", 20, 30.0)
     proc = iristrack(
         "bench",
         "c.mp4",
@@ -144,11 +148,7 @@ def test_bench_resize_and_soak_report(tmp_path):
 
 @pytest.mark.slow
 def test_bench_realtime_replays_with_the_live_tracker_and_reports_latency_and_drops(tmp_path):
-    video = tmp_path / "c.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 60.0, (64, 48))
-    for i in range(24):
-        writer.write(np.full((48, 64, 3), 8 * i, np.uint8))
-    writer.release()
+    _ramp_clip(tmp_path / "c.mp4", 24, 60.0)
     args = ("bench", "c.mp4", "--model", str(SHIPPED_MODEL), "--backend", "onnxruntime", "--realtime", "--json")
     proc = iristrack(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
