@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import _backend_options, _demo_clip, _quiet_native_logs, _tracker_config, load_tracker
+from cli.common import _backend_options, _demo_clip, _quiet_native_logs, _tracker_config, load_tracker, parse_wh
 from tracker.errors import TrackerError
 
 
@@ -53,7 +53,7 @@ def bench(source, model, backend, max_frames, realtime, pipelined, resize, soak_
     """Measure stage latency, end-to-end frames per second and the classical baseline on SOURCE (default: demo clip)."""
     from tools.bench import format_bench, run_bench
 
-    resize_wh = _parse_wh(resize) if resize else None
+    resize_wh = parse_wh(resize, "--resize") if resize else None
     _quiet_native_logs()
     if source is None:
         source = str(_demo_clip(Path("out"))[0])
@@ -93,11 +93,3 @@ def _bench_view(tracker, source: str, max_frames: int, as_json: bool) -> None:
     finally:
         tracker.close()
     click.echo(json.dumps(result) if as_json else format_view_bench(result))
-
-
-def _parse_wh(text: str) -> tuple[int, int]:
-    """'640x480' -> (640, 480); TrackerError for anything else."""
-    w, sep, h = text.lower().partition("x")
-    if not (sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
-        raise TrackerError(f"--resize expects WIDTHxHEIGHT in pixels such as 640x480, got {text!r}")
-    return int(w), int(h)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from tracker.errors import TrackerError
 from tracker.run import PIPELINED_BY_DEFAULT
 
 
@@ -182,3 +183,11 @@ def _quiet_native_logs() -> None:
         import cv2
 
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+def parse_wh(text: str, option: str) -> tuple[int, int]:
+    """'640x480' -> (640, 480) as (W, H); one TrackerError line naming `option` for anything else."""
+    w, sep, h = text.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
+        raise TrackerError(f"{option} expects WIDTHxHEIGHT in pixels such as 640x480, got {text!r}")
+    return int(w), int(h)

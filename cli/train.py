@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from cli.common import parse_wh
 from tracker.errors import TrackerError
 
 
@@ -112,16 +113,25 @@ def train(resume: bool, synthetic_kind: str, **options) -> None:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="overwrite a model already in --out (such as the shipped engines/default)")
-def export(run_dir: str, out_dir: str, force: bool) -> None:
+@click.option(
+    "--input",
+    "input_wh",
+    default=None,
+    metavar="WxH",
+    help="export the same weights at this input size (e.g. 96x96: a cheaper model for small eye crops) "
+    "[default: the trained size]",
+)
+def export(run_dir: str, out_dir: str, force: bool, input_wh: str | None) -> None:
     """Export a run's best checkpoint to OUT/model.onnx + OUT/model.json, checking Keras vs ONNX Runtime parity.
 
     Refuses an --out that already holds a model unless --force.
     """
     from training.export import check_out_dir, export_run
 
+    input_hw = parse_wh(input_wh, "--input")[::-1] if input_wh else None
     check_out_dir(out_dir, force)  # before TensorFlow loads: the refusal is instant
     _need_tensorflow()
-    card = export_run(run_dir, out_dir, force=force)
+    card = export_run(run_dir, out_dir, force=force, input_hw=input_hw)
     click.echo(
         f"wrote {out_dir}/model.onnx ({card['onnx']['bytes'] / 1e6:.2f} MB), parity max abs diff "
         f"{card['export']['parity_max_abs_diff']:.2e}"

@@ -110,11 +110,25 @@ def _is_shipped(out: Path) -> bool:
         return False
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path, *, force: bool = False) -> dict:
+def at_input_size(model, input_hw: tuple[int, int], base_filters: int, depth: int):
+    """The same U-Net and weights at another (H, W) input: fully convolutional, any size divisible by 2**depth."""
+    from training.model import ModelConfig, build_unet
+
+    if any(d <= 0 or d % 2**depth for d in input_hw):
+        raise ModelError(f"an input of {input_hw[1]}x{input_hw[0]} is not divisible by {2**depth} (2 ** model depth)")
+    resized = build_unet(ModelConfig(tuple(input_hw), base_filters, depth))
+    resized.set_weights(model.get_weights())
+    return resized
+
+
+def export_run(
+    run_dir: str | Path, out_dir: str | Path, *, force: bool = False, input_hw: tuple[int, int] | None = None
+) -> dict:
     """Export run_dir/checkpoints/best.keras -> out_dir/model.onnx + model.json; raises ModelError on parity failure.
 
     An existing model in `out_dir` is kept unless `force` (check_out_dir); with `force` it is replaced only once
-    the new one has passed the parity check, so a failed export leaves it as it was.
+    the new one has passed the parity check, so a failed export leaves it as it was. `input_hw` exports the same
+    weights at another input size (e.g. a cheaper model for small eye crops); the card records both sizes.
     """
     check_out_dir(out_dir, force)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -125,6 +139,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, force: bool = False)
     if not best.exists():
         raise ModelError(f"{run}: no checkpoints/best.keras; train first with: iristrack train ... --out {run}")
     model = keras.models.load_model(best, compile=False)
+    trained_hw = tuple(int(d) for d in model.input_shape[1:3])
+    if input_hw is not None and tuple(input_hw) != trained_hw:
+        config = json.loads((run / "config.json").read_text())
+        model = at_input_size(model, input_hw, int(config["base_filters"]), int(config["depth"]))
     h, w = (int(d) for d in model.input_shape[1:3])
     out.mkdir(parents=True, exist_ok=True)
     onnx_path, new_onnx, new_card = out / "model.onnx", out / "model.onnx.partial", out / "model.json.partial"
@@ -137,6 +155,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, force: bool = False)
                 f"Keras vs ONNX Runtime differ by {diff:.2e} (> {PARITY_TOL:.0e}); nothing written to {out}"
             )
         card = _model_card(run, out.name, model, (h, w), diff, new_onnx)
+        card["export"]["trained_input_hw"] = list(trained_hw)
         new_card.write_text(json.dumps(card, indent=1))
         # The Keras weights travel with the model so `iristrack finetune --from` can start from it.
         model.save_weights(new_weights)

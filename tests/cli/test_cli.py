@@ -113,6 +113,12 @@ def test_bench_bad_resize_is_one_error_line(tmp_path):
     assert_one_error_line(proc, "--resize expects WIDTHxHEIGHT")
 
 
+def test_export_bad_input_size_is_one_error_line(tmp_path):
+    (tmp_path / "run").mkdir()
+    proc = iristrack("export", "run", "--out", "engine", "--input", "96by96", cwd=tmp_path)
+    assert_one_error_line(proc, "--input expects WIDTHxHEIGHT")
+
+
 def _ramp_clip(path, frames: int, fps: float) -> None:
     """A 64x48 mp4 of `frames` flat frames getting brighter, at `fps`."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 48))

@@ -151,6 +151,14 @@ def test_finetune_starts_from_an_engine_and_reports_before_and_after(tmp_path):
     )  # fmt: skip
     train(cfg)
     export_run(tmp_path / "run", tmp_path / "start")
+    # The same weights at a smaller input (a cheaper model for small eye crops), parity-checked at that size.
+    small = export_run(tmp_path / "run", tmp_path / "small", input_hw=(48, 40))
+    assert small["input"]["shape"] == [1, 48, 40, 1] and small["export"]["trained_input_hw"] == [64, 64]
+    assert small["export"]["parity_max_abs_diff"] <= 1e-4
+    from tracker.errors import ModelError
+
+    with pytest.raises(ModelError, match="not divisible by 8"):
+        export_run(tmp_path / "run", tmp_path / "odd", input_hw=(50, 40))
     write_image_set(tmp_path / "mine", 30, size_wh=(120, 90), seed=4)  # no subject column: one subject per image
     report = finetune(
         FinetuneConfig(
