@@ -104,10 +104,11 @@ def check_numbers(shown: dict, row: dict) -> None:
 def test_the_page_of_a_real_run_shows_its_frames_numbers_and_plots(clip, tmp_path):
     sync_playwright = browser_or_skip()
     out = tmp_path / "rows.jsonl"
-    proc, url = start_view_run(clip.name, "--realtime", "--out", str(out), "--quiet", cwd=clip.parent)
-    samples, shots = [], []
+    samples, shots, proc = [], [], None
     try:
         with sync_playwright() as p:
+            # The browser starts before the run: on a loaded machine its start-up took most of the clip's 10 s,
+            # and a run that had ended refused the page's connection.
             context = p.chromium.launch_persistent_context(
                 str(tmp_path / "profile"),  # a fresh profile
                 executable_path=CHROMIUM,
@@ -119,6 +120,7 @@ def test_the_page_of_a_real_run_shows_its_frames_numbers_and_plots(clip, tmp_pat
             page = context.new_page()
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
+            proc, url = start_view_run(clip.name, "--realtime", "--out", str(out), "--quiet", cwd=clip.parent)
             page.goto(url)
             # Predicates as functions: the page's CSP forbids eval, which a string predicate needs.
             page.wait_for_function(
@@ -155,9 +157,10 @@ def test_the_page_of_a_real_run_shows_its_frames_numbers_and_plots(clip, tmp_pat
             page.wait_for_function("() => document.getElementById('state').textContent === 'run ended'")
             context.close()
     finally:
-        if proc.poll() is None:
+        if proc is not None and proc.poll() is None:
             proc.kill()
-        proc.wait()
+        if proc is not None:
+            proc.wait()
     assert proc.returncode == 0, proc.stderr.read()
     assert not errors, errors
     if os.environ.get("IRISTRACK_UPDATE_DOCS"):
