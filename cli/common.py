@@ -151,25 +151,49 @@ def load_tracker(
     config = replace(config, confidence=confidence)
     if eyes == "one":
         return Tracker(loaded, config)
-    return _face_tracker(loaded, config, eyes, quiet)
+    try:
+        return _face_tracker(loaded, config, eyes, quiet, None if model else (rebuild, threads))
+    except BaseException:
+        loaded.close()
+        raise
 
 
-def _face_tracker(backend, config, eyes: str, quiet: bool):
-    """A FaceTracker over `backend`; for --eyes auto without the face models, a Tracker and a notice."""
+def _face_tracker(backend, config, eyes: str, quiet: bool, eye_model_options: tuple[bool, int] | None):
+    """A FaceTracker over `backend`; for --eyes auto without the face models, a Tracker and a notice.
+
+    `eye_model_options` (rebuild, threads): the shipped face-eye model tracks the eye crops, loaded alike;
+    None (a model was chosen): `backend` tracks them too.
+    """
+    from dataclasses import replace
+
+    from tracker.backends.select import load_backend
     from tracker.errors import ModelError
-    from tracker.eyes import FaceEyeFinder, FaceTracker
+    from tracker.eyes import FACE_EYE_BOX_WIDTH_PER_SPAN, FaceEyeFinder, FaceTracker
+    from tracker.fit.confidence import confidence_for
+    from tracker.paths import face_eye_model_path
     from tracker.pipeline import Tracker
 
     try:
         finder = FaceEyeFinder()
     except ModelError as exc:
         if eyes == "face":
-            backend.close()
             raise
         if not quiet:
             click.echo(f"--eyes auto: {exc}; tracking eye close-ups only", err=True)
         return Tracker(backend, config)
-    return FaceTracker(backend, config, mode=eyes, finder=finder)
+    eye_model = face_eye_model_path() if eye_model_options is not None else None
+    if eye_model is None:
+        return FaceTracker(backend, config, mode=eyes, finder=finder)
+    try:
+        eye_config = replace(config, confidence=confidence_for(eye_model))
+        rebuild, threads = eye_model_options
+        eye_backend, _notice = load_backend(
+            eye_model, backend.name, rebuild=rebuild, threads=threads, pin_threads=False
+        )
+    except BaseException:
+        finder.close()
+        raise
+    return FaceTracker(backend, config, eyes, finder, eye_backend, eye_config, FACE_EYE_BOX_WIDTH_PER_SPAN)
 
 
 def _quiet_native_logs() -> None:

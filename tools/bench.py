@@ -287,7 +287,10 @@ def run_bench(
         "frames": e2e[chosen]["frames"],
         "frame_wh": [w, h],
         "backend": tracker.backend.name,
-        "model_input_hw": list(tracker.backend.input_hw),
+        # A face run's model is the eye model (the shipped one's input is smaller than the close-up model's).
+        "model_input_hw": list(
+            (tracker.eye_backend if getattr(tracker, "mode", None) == "face" else tracker.backend).input_hw
+        ),
         "stages": {"decode": decode.summary(), **{k: v.summary() for k, v in stages.items()}},
         "end_to_end": e2e,
         "mode": chosen,

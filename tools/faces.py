@@ -22,7 +22,7 @@ from tracker.structures import Ellipse, EyeBox
 # The astronaut photo's eyes (512x512 px): centre of the corner line (x, y), corner-to-corner span, angle.
 # Right/left as the person sees it (the person's right eye is on the image's left).
 PHOTO_EYES = {"right": (204.0, 101.0, 18.7, 0.12), "left": (245.4, 104.3, 18.7, 0.01)}
-EYE_BOX_PER_SPAN = 1.6  # the crop tracker.eyes uses: rendered eyes fill it
+EYE_BOX_PER_SPAN = 1.6  # the face finder's eye box (tracker.eyes.EYE_BOX_WIDTH_PER_SPAN): rendered eyes fill it
 IRIS_RADIUS_PER_SPAN = 0.195  # HVID 11.7 mm over an adult fissure of ~30 mm, halved
 FEATHER = 0.18  # share of the box over which the rendered eye fades into the photo
 
@@ -238,6 +238,24 @@ def score_face_run(results, truths: list[list[EyeTruth]]) -> FaceScore:
     )
 
 
+def webcam_figure(tracker) -> np.ndarray:
+    """README's webcam figure: the real photo at 2x (eyes ~60 px wide) tracked by `tracker`, and its eyes at 3x.
+
+    (H, W, 3) uint8 BGR: the whole overlay frame on the left, the overlay around both eye boxes enlarged on the right.
+    """
+    from tracker.io.overlay import draw_overlay
+    from tracker.structures import Frame
+
+    frame = cv2.resize(face_photo(), None, fx=2.0, fy=2.0, interpolation=cv2.INTER_LINEAR)
+    result = tracker(Frame(frame, 0, 0.0))
+    drawn = draw_overlay(frame, result)
+    corners = np.concatenate([eye.box.corners_xy() for eye in result.eyes or ()] or [np.zeros((1, 2))])
+    (x0, y0), (x1, y1) = np.maximum(corners.min(0) - 24, 0).astype(int), (corners.max(0) + 24).astype(int)
+    eyes = cv2.resize(drawn[y0:y1, x0:x1], None, fx=3.0, fy=3.0, interpolation=cv2.INTER_NEAREST)
+    whole = cv2.resize(drawn, (eyes.shape[0], eyes.shape[0]), interpolation=cv2.INTER_AREA)
+    return np.hstack([whole, eyes])
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m tools.faces OUT.mp4 [--size WxH] [--eye-width PX] [--frames N] [--score]`: write a face clip.
 
@@ -254,18 +272,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--score", action="store_true", help="track the clip and score it against the truth")
-    parser.add_argument("--model", default=None, help="ONNX model for --score (default: the shipped one)")
+    parser.add_argument("--figure", action="store_true", help="write README's webcam figure (a PNG) to OUT instead")
+    parser.add_argument(
+        "--model", default=None, help="ONNX model for --score, close-ups and eyes (default: the shipped ones)"
+    )
     args = parser.parse_args(argv)
+    if args.figure:
+        from tracker.eyes import FaceTracker
+
+        with FaceTracker.from_model(args.model, mode="face") as tracker:
+            cv2.imwrite(args.out, webcam_figure(tracker))
+        print(f"wrote {args.out}")
+        return 0
     w, h = (int(v) for v in args.size.lower().split("x"))
     frames, truths = face_clip(args.frames, (w, h), args.eye_width, args.seed)
     print(f"wrote {write_face_clip(args.out, frames, args.fps)}: {args.frames} frames, {w}x{h}")
     if args.score:
         from tracker.eyes import FaceTracker
-        from tracker.pipeline import Tracker
         from tracker.structures import Frame
 
-        loaded = Tracker.from_model(args.model)
-        with FaceTracker(loaded.backend, loaded.config, mode="face") as tracker:
+        with FaceTracker.from_model(args.model, mode="face") as tracker:
             results = [tracker(Frame(image, i, i / args.fps)) for i, image in enumerate(frames)]
         for line in score_face_run(results, truths).lines():
             print(line)

@@ -26,7 +26,7 @@ import math
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -34,6 +34,7 @@ import numpy as np
 
 from tracker.errors import ModelError
 from tracker.fit.size import HVID_MM, HVID_SD_MM, eye_sizes, fit_sd_px, mm_per_px_from_iris, pupil_diameter_mm
+from tracker.paths import face_eye_model_path
 from tracker.pipeline import Prepared, Tracker, TrackerConfig, run_steps, usable_image
 from tracker.structures import Boundary, EyeBox, EyeResult, Frame, FrameResult, SizeMm, Status
 
@@ -71,6 +72,12 @@ LEFT_EYE_CORNERS = (263, 362)
 # inside the 0.09-0.30 the model was trained on (tools/synthetic.random_eye_params).
 EYE_BOX_WIDTH_PER_SPAN = 1.6
 EYE_BOX_ASPECT_WH = 4.0 / 3.0
+# The shipped eye model of face frames (engines/face, tracker.paths.face_eye_model_path) is the shipped weights
+# exported at a 96x96 input, its own calibration beside it: both model calls take half the time of 128x128 ones.
+# Its crops are 1.3x the span: at 1.6x its irises were ~11 px in radius and it lost them (iris reported 95.0 %
+# of 60 px eyes, against 99.8 % at 1.3x, tools.faces --score); the 128x128 model does best at 1.6x (97.3 %,
+# against 89.3 % at 1.3x). README Webcam has the measurements.
+FACE_EYE_BOX_WIDTH_PER_SPAN = 1.3
 EYE_CROP_WH = (192, 144)  # every crop is resampled to this: small webcam eyes are upscaled, never below it
 # Tracking (MediaPipe's face_landmark_front: the next frame's mesh input comes from this frame's landmarks).
 TRACK_ROTATION_LANDMARKS = (33, 263)  # outer eye corners: their line sets the roll of the next mesh input
@@ -453,14 +460,31 @@ class FaceTracker:
     holds for the run: a session is one camera set-up (for a folder mixing faces and close-ups, pick a mode).
     """
 
-    def __init__(self, backend, config=None, mode: str = "face", finder: FaceEyeFinder | None = None) -> None:
+    def __init__(
+        self,
+        backend,
+        config=None,
+        mode: str = "face",
+        finder: FaceEyeFinder | None = None,
+        eye_backend=None,
+        eye_config=None,
+        box_width_per_span: float = EYE_BOX_WIDTH_PER_SPAN,
+    ) -> None:
         if mode not in ("auto", "face"):
             raise ValueError(f"mode must be 'auto' or 'face', got {mode!r} ('one' is a plain Tracker)")
         config = config or TrackerConfig()
+        # `backend` tracks close-ups (an `auto` run that sees no face); `eye_backend` (default: the same) the
+        # eye crops of face frames, with `eye_config` (its own calibration) and crops `box_width_per_span` wide.
         self.backend, self.config = backend, config
+        self.eye_backend = eye_backend if eye_backend is not None else backend
+        self.eye_config = eye_config or config
+        self._box_scale = box_width_per_span / EYE_BOX_WIDTH_PER_SPAN  # the finder's boxes are 1.6x the span
         self._finder = finder if finder is not None else FaceEyeFinder()
-        self._eye_trackers = {side: Tracker(backend, config) for side in ("right", "left")}
+        self._eye_trackers = {side: Tracker(self.eye_backend, self.eye_config) for side in ("right", "left")}
         self._closeup = Tracker(backend, config)
+        # One run-loop slot holds either kind of input: both eye crops, or one close-up (see input_buffers).
+        self._eyes_shape = (2, *self.eye_backend.input_hw)
+        self._closeup_shape = (1, *backend.input_hw)
         self.mode: str | None = None if mode == "auto" else "face"
         self._face: FaceEyes | None = None  # the last frame's face, followed into the next (smoothed runs only)
         self._since_detect = 0
@@ -474,26 +498,43 @@ class FaceTracker:
 
     @classmethod
     def from_model(cls, model=None, backend: str = "auto", config=None, mode: str = "face", **options) -> FaceTracker:
-        """The edge model (default: the shipped one) with its calibration, plus the face models; threads unpinned."""
-        loaded = Tracker.from_model(model, backend, config or TrackerConfig(), pin_threads=False, **options)
+        """The edge models with their calibrations, plus the face models; threads unpinned.
+
+        Default: the shipped close-up model and face-eye model (engines/face); a given `model` tracks both.
+        """
+        config = config or TrackerConfig()
+        eye_model = face_eye_model_path() if model is None else None
+        loaded = Tracker.from_model(model, backend, config, pin_threads=False, **options)
+        eyes = None
         try:
+            if eye_model is not None:
+                eyes = Tracker.from_model(eye_model, backend, config, pin_threads=False, **options)
+                return cls(
+                    loaded.backend, loaded.config, mode, None, eyes.backend, eyes.config, FACE_EYE_BOX_WIDTH_PER_SPAN
+                )
             return cls(loaded.backend, loaded.config, mode=mode)
         except BaseException:
             loaded.close()
+            if eyes is not None:
+                eyes.close()
             raise
 
-    @property
-    def eyes_per_frame(self) -> int:
-        """Model inputs per frame: 2 in a face run, 1 in a close-up run."""
-        return 1 if self.mode == "one" else 2
-
     def input_buffers(self, n: int) -> np.ndarray:
-        """(n, 2, h, w, 1) float32: n slots of model input, both eyes of a frame each (allocate once per run)."""
-        return np.empty((n, 2, *self.backend.input_hw, 1), dtype=np.float32)
+        """(n, size) float32: n flat slots of model input, each both eye crops or one close-up (allocate once per run).
+
+        Flat, because an `auto` run's rings are made before its first frame says which it is, and the two
+        models' inputs differ; each step views the slot in the shape it needs (`_view`, no copy).
+        """
+        return np.empty((n, max(math.prod(self._eyes_shape), math.prod(self._closeup_shape))), dtype=np.float32)
 
     def edge_buffers(self, n: int) -> np.ndarray:
-        """(n, 2, h, w, 2) float32: n slots of edge maps, both eyes of a frame each (allocate once per run)."""
-        return np.empty((n, 2, *self.backend.input_hw, 2), dtype=np.float32)
+        """(n, 2 * size) float32: n flat slots of edge maps (two channels), as input_buffers (allocate once per run)."""
+        return np.empty((n, 2 * max(math.prod(self._eyes_shape), math.prod(self._closeup_shape))), dtype=np.float32)
+
+    def _view(self, buffer: np.ndarray, channels: int) -> np.ndarray:
+        """A flat slot (or a backend's output) -> this run's (2, h, w, C) eye or (1, h, w, C) close-up view of it."""
+        shape = (*(self._eyes_shape if self.mode == "face" else self._closeup_shape), channels)
+        return buffer.reshape(-1)[: math.prod(shape)].reshape(shape)
 
     def reset(self) -> None:
         """Forget the face and every eye's frame-to-frame state (between unrelated clips)."""
@@ -514,8 +555,8 @@ class FaceTracker:
         if self.mode is None and readable:
             self.mode = self.decide(frame.image)
         if self.mode == "one" or (self.mode is None and not readable):
-            return self._closeup.prepare(frame, out[:1])
-        eyes = self._crops(frame, out) if readable else ()
+            return self._closeup.prepare(frame, self._view(out, 1))
+        eyes = self._crops(frame, self._view(out, 1)) if readable else ()
         self.times.preprocess_ms = (time.perf_counter() - t0) * 1e3  # finding the face included
         return FacePrepared(frame, eyes, readable, t0)
 
@@ -527,6 +568,8 @@ class FaceTracker:
             return ()
         crops = []
         for i, new in enumerate(face.eyes):
+            if self._box_scale != 1.0:
+                new = replace(new, width_px=new.width_px * self._box_scale, height_px=new.height_px * self._box_scale)
             box = self._boxes[new.side] = held_box(self._boxes.get(new.side), new)
             if not box_in_frame(box, frame.image.shape[:2]):
                 continue
@@ -576,17 +619,22 @@ class FaceTracker:
             self._face = face
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """(2, h, w, 1) both eyes' input -> (2, h, w, 2) edges ((1, ...) in a close-up run); a reused backend buffer."""
-        return self._closeup.infer(batch[: self.eyes_per_frame])
+        """A slot of both eyes' input -> (2, h, w, 2) edges ((1, ...) in a close-up run); a reused backend buffer."""
+        if self.mode == "one":
+            return self._closeup.infer(self._view(batch, 1))
+        t0 = time.perf_counter()
+        out = self.eye_backend.infer(self._view(batch, 1))
+        self.times.inference_ms = (time.perf_counter() - t0) * 1e3
+        return out
 
     def finish(self, prepared, edges: np.ndarray | None) -> FrameResult:
         """FacePrepared + its (2, h, w, 2) edges -> FrameResult with one EyeResult per eye (close-ups: Tracker's)."""
         if not isinstance(prepared, FacePrepared):
-            return self._closeup.finish(prepared, None if edges is None else edges[:1])
+            return self._closeup.finish(prepared, None if edges is None else self._view(edges, 2))
         frame = prepared.frame
         if not prepared.readable:
             return FrameResult(frame.source, frame.index, frame.timestamp_s, None, None, Status.BAD_FRAME, 0.0, eyes=())
-        eyes = []
+        eyes, edges = [], self._view(edges, 2) if prepared.eyes else None
         for crop in prepared.eyes:
             found = self._eye_trackers[crop.box.side].finish(crop.prepared, edges[crop.slot : crop.slot + 1])
             eyes.append(eye_result(crop.box.side, crop.box, found, crop.to_frame, self.config.focal_px))
@@ -602,9 +650,11 @@ class FaceTracker:
         return run_steps(self, frame, self._input)
 
     def close(self) -> None:
-        """Release the face models and the edge model's backend."""
+        """Release the face models and the edge models' backends."""
         self._finder.close()
         self.backend.close()
+        if self.eye_backend is not self.backend:
+            self.eye_backend.close()
 
     def __enter__(self) -> FaceTracker:
         return self

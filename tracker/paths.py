@@ -27,3 +27,10 @@ def cache_dir() -> Path:
 def engine_cache_dir() -> Path:
     """Where built TensorRT engines are cached: cache_dir()/engines."""
     return cache_dir() / "engines"
+
+
+def face_eye_model_path() -> Path | None:
+    """The shipped eye model of face frames, engines/face/model.onnx; None when $IRISTRACK_MODEL_DIR is set."""
+    if os.environ.get("IRISTRACK_MODEL_DIR"):
+        return None  # a model chosen for the run tracks face eyes too
+    return ENGINES_DIR / "face" / "model.onnx"

@@ -327,12 +327,20 @@ def _infer_slots(tracker: Tracker, inputs: np.ndarray, edges: np.ndarray, todo: 
     """Inference thread of recorded runs: model input slot -> edge map in the same slot, until _END."""
     while (slot := todo.get()) is not _END:
         try:
-            out = tracker.infer(inputs[slot])  # a backend buffer its next call reuses: copied into the slot
-            np.copyto(edges[slot][: len(out)], out)  # a face tracker in a close-up run infers 1 of its 2 inputs
+            keep_edges(edges[slot], tracker.infer(inputs[slot]))
         except BaseException as exc:  # re-raised on the calling thread
             done.put(_Failed(exc))
             return
         done.put(slot)
+
+
+def keep_edges(slot: np.ndarray, out: np.ndarray) -> None:
+    """Copy a model call's output (a backend buffer its next call reuses) into the front of an edge-ring slot.
+
+    The slot may be larger than the output: a FaceTracker's slots are flat and hold either both eyes' edges
+    or one close-up's (its steps view them in the shape they need).
+    """
+    np.copyto(slot.reshape(-1)[: out.size], out.reshape(-1))
 
 
 def _run_live(
@@ -395,8 +403,7 @@ def _infer_live(
                 break
             prepared = tracker.prepare(frame, inputs[slot])
             if prepared.usable:
-                out = tracker.infer(inputs[slot])  # the backend's buffer is reused next call
-                np.copyto(edges[slot][: len(out)], out)
+                keep_edges(edges[slot], tracker.infer(inputs[slot]))
             else:
                 free.put(slot)
                 slot = None

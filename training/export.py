@@ -102,10 +102,10 @@ def check_out_dir(out_dir: str | Path, force: bool = False) -> None:
 
 
 def _is_shipped(out: Path) -> bool:
-    from tracker.paths import default_model_dir
+    from tracker.paths import ENGINES_DIR, default_model_dir
 
     try:
-        return out.resolve() == default_model_dir().resolve()
+        return out.resolve() in (default_model_dir().resolve(), (ENGINES_DIR / "face").resolve())
     except OSError:
         return False
 

@@ -18,7 +18,7 @@ from tools.synthetic import half_closed_eye_params, render_blink_clip, render_ey
 from tracker.fit import priors
 from tracker.fit.confidence import ConfidenceModel, calibration_path, confidence_for
 from tracker.fit.eye import FitConfig, Points, fit_iris_like_pupil
-from tracker.paths import default_model_path
+from tracker.paths import ENGINES_DIR, default_model_path
 from tracker.pipeline import Tracker, TrackerConfig
 from tracker.structures import Ellipse, Frame, Status
 
@@ -35,9 +35,10 @@ def tracker():
         yield t
 
 
-def test_the_shipped_model_has_a_calibration_with_per_boundary_thresholds():
-    model = confidence_for(default_model_path())
-    assert calibration_path(default_model_path()).is_file() and model.weights
+@pytest.mark.parametrize("path", [default_model_path(), ENGINES_DIR / "face" / "model.onnx"], ids=["default", "face"])
+def test_each_shipped_model_has_a_calibration_with_per_boundary_thresholds(path):
+    model = confidence_for(path)
+    assert calibration_path(path).is_file() and model.weights
     for name in ("iris", "pupil"):
         assert 0.0 < model.drop_below[name] <= model.trust_from[name] < 1.0
 
