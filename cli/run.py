@@ -192,10 +192,10 @@ def _input_files(source: str, model: str | None) -> list[Path]:
     """The files a run reads (the source file, the images of a folder or glob, the model): never outputs."""
     from tracker.fit.confidence import calibration_path
     from tracker.io.images import list_images
-    from tracker.paths import default_model_path
+    from tracker.paths import default_model_path, face_eye_model_path
 
-    model_path = Path(model) if model else default_model_path()
-    files = [model_path, model_path.with_suffix(".json"), calibration_path(model_path)]
+    models = [Path(model)] if model else [default_model_path(), face_eye_model_path()]
+    files = [f for m in models if m is not None for f in (m, m.with_suffix(".json"), calibration_path(m))]
     path = Path(source).expanduser()
     if path.is_file():
         files.append(path)

@@ -57,6 +57,21 @@ def test_an_output_that_is_the_source_is_refused_before_anything_is_opened(tmp_p
     assert clip.read_bytes() == before
 
 
+@pytest.mark.parametrize("name", ["model.confidence.json", "model.json"])
+@pytest.mark.parametrize("engine", ["default", "face"])
+def test_an_output_on_a_shipped_models_files_is_refused(tmp_path, engine, name):
+    clip = write_clip(tmp_path / "clip.mp4", 5)
+    target = SHIPPED_MODEL.parent.parent / engine / name  # a face run reads engines/face too
+    before = target.read_bytes()
+    try:
+        proc = iristrack("run", str(clip), "--backend", "onnxruntime", "--out", str(target), cwd=tmp_path)
+        assert_one_error_line(proc, "would be overwritten")
+        assert target.read_bytes() == before
+    finally:  # a regression must not leave the shipped model broken for the tests after it
+        if target.read_bytes() != before:
+            target.write_bytes(before)
+
+
 def test_two_outputs_on_one_path_are_refused(tmp_path):
     clip = write_clip(tmp_path / "clip.mp4", 5)
     proc = iristrack(*run_args(str(clip), "--out", "r.txt", "--csv", "r.txt"), cwd=tmp_path)
