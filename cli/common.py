@@ -99,7 +99,8 @@ def _backend_options(f):
         "--model",
         type=click.Path(dir_okay=False),
         default=None,
-        help="ONNX model (default: the shipped engines/default/model.onnx)",
+        help="ONNX model (default: the shipped engines/default/model.onnx, and engines/face/model.onnx for the "
+        "eyes of face frames; a given model tracks both)",
     )(f)
     return f
 
@@ -130,10 +131,13 @@ def load_tracker(
     from dataclasses import replace
 
     from tracker.fit.confidence import confidence_for
-    from tracker.paths import default_model_path
+    from tracker.paths import default_model_path, face_eye_model_path
 
-    # The calibration first: a broken one is an error before any backend is open.
+    # The calibrations first: a broken one is an error before any backend is open. A face run without --model
+    # tracks its eye crops with the shipped face-eye model, under that model's own calibration.
     confidence = confidence or confidence_for(model or default_model_path())
+    eye_model = face_eye_model_path() if eyes != "one" and not model else None
+    eye_config = replace(config, confidence=confidence_for(eye_model)) if eye_model is not None else None
     loaded, notice = load_backend(
         Path(model) if model else None, backend, rebuild=rebuild, threads=threads, pin_threads=eyes == "one"
     )
@@ -151,26 +155,39 @@ def load_tracker(
     config = replace(config, confidence=confidence)
     if eyes == "one":
         return Tracker(loaded, config)
+
+    def load_eyes():
+        """The face-eye model's backend, of the close-up one's kind (the CPU where TensorRT cannot build it)."""
+        from tracker.errors import ModelError
+
+        try:
+            eye_backend, eye_notice = load_backend(
+                eye_model, loaded.name, rebuild=rebuild, threads=threads, pin_threads=False
+            )
+        except ModelError as exc:
+            if backend != "auto" or loaded.name != "tensorrt":
+                raise
+            eye_backend, eye_notice = load_backend(eye_model, "cpu", threads=threads, pin_threads=False)
+            eye_notice = f"{eye_notice}; tensorrt failed on it: {exc}"
+        if not quiet and (eye_backend.name != loaded.name or eye_backend.name == "tensorrt"):
+            click.echo(f"face-eye model {eye_model}: {eye_notice}", err=True)
+        return eye_backend
+
     try:
-        return _face_tracker(loaded, config, eyes, quiet, None if model else (rebuild, threads))
+        return _face_tracker(loaded, config, eyes, quiet, load_eyes if eye_model is not None else None, eye_config)
     except BaseException:
         loaded.close()
         raise
 
 
-def _face_tracker(backend, config, eyes: str, quiet: bool, eye_model_options: tuple[bool, int] | None):
+def _face_tracker(backend, config, eyes: str, quiet: bool, load_eyes, eye_config):
     """A FaceTracker over `backend`; for --eyes auto without the face models, a Tracker and a notice.
 
-    `eye_model_options` (rebuild, threads): the shipped face-eye model tracks the eye crops, loaded alike;
-    None (a model was chosen): `backend` tracks them too.
+    `load_eyes()`: the backend that tracks the eye crops (the shipped face-eye model, with `eye_config`, on
+    its 1.3x boxes); None (a model was chosen): `backend` tracks them too.
     """
-    from dataclasses import replace
-
-    from tracker.backends.select import load_backend
     from tracker.errors import ModelError
     from tracker.eyes import FACE_EYE_BOX_WIDTH_PER_SPAN, FaceEyeFinder, FaceTracker
-    from tracker.fit.confidence import confidence_for
-    from tracker.paths import face_eye_model_path
     from tracker.pipeline import Tracker
 
     try:
@@ -181,19 +198,17 @@ def _face_tracker(backend, config, eyes: str, quiet: bool, eye_model_options: tu
         if not quiet:
             click.echo(f"--eyes auto: {exc}; tracking eye close-ups only", err=True)
         return Tracker(backend, config)
-    eye_model = face_eye_model_path() if eye_model_options is not None else None
-    if eye_model is None:
-        return FaceTracker(backend, config, mode=eyes, finder=finder)
+    eye_backend = None
     try:
-        eye_config = replace(config, confidence=confidence_for(eye_model))
-        rebuild, threads = eye_model_options
-        eye_backend, _notice = load_backend(
-            eye_model, backend.name, rebuild=rebuild, threads=threads, pin_threads=False
-        )
+        if load_eyes is None:
+            return FaceTracker(backend, config, mode=eyes, finder=finder)
+        eye_backend = load_eyes()
+        return FaceTracker(backend, config, eyes, finder, eye_backend, eye_config, FACE_EYE_BOX_WIDTH_PER_SPAN)
     except BaseException:
         finder.close()
+        if eye_backend is not None:
+            eye_backend.close()
         raise
-    return FaceTracker(backend, config, eyes, finder, eye_backend, eye_config, FACE_EYE_BOX_WIDTH_PER_SPAN)
 
 
 def _quiet_native_logs() -> None:

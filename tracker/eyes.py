@@ -554,7 +554,11 @@ class FaceTracker:
         readable = usable_image(frame.image) and frame.image.dtype in (np.uint8, np.uint16)
         if self.mode is None and readable:
             self.mode = self.decide(frame.image)
-        if self.mode == "one" or (self.mode is None and not readable):
+        if self.mode is None:
+            # Not a frame to decide on (another pixel type, no pixels): bad_frame, and no model call, so every
+            # slot that reaches `infer` and `finish` was prepared in the mode they read (it is set only once).
+            return Prepared(frame, None, t0)
+        if self.mode == "one":
             return self._closeup.prepare(frame, self._view(out, 1))
         eyes = self._crops(frame, self._view(out, 1)) if readable else ()
         self.times.preprocess_ms = (time.perf_counter() - t0) * 1e3  # finding the face included

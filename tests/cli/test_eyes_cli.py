@@ -58,6 +58,20 @@ def test_a_face_clip_gives_both_eyes_per_frame_in_jsonl_and_csv(face_video, tmp_
     assert [r["right_box_cx"] != "" for r in rows] == [True] * FRAMES
 
 
+def test_a_face_run_tracks_eyes_with_the_face_eye_model_unless_a_model_is_given(face_video, tmp_path):
+    from tracker.eyes import EYE_BOX_WIDTH_PER_SPAN, FACE_EYE_BOX_WIDTH_PER_SPAN
+
+    widths = {}
+    for given in ([], ["--model", str(REPO / "engines" / "default" / "model.onnx")]):
+        out = tmp_path / f"r{len(given)}.jsonl"
+        done = _run(str(face_video), "--eyes", "face", "--max-frames", "1", "--out", str(out), *given)
+        assert done.returncode == 0, done.stderr
+        widths[bool(given)] = [eye["box"]["width_px"] for eye in json.loads(out.read_text())["eyes"]]
+    # The first frame's boxes come from the same detection: only the eye model's box factor differs.
+    for face_model, given_model in zip(widths[False], widths[True], strict=True):
+        assert face_model / given_model == pytest.approx(FACE_EYE_BOX_WIDTH_PER_SPAN / EYE_BOX_WIDTH_PER_SPAN, rel=1e-3)
+
+
 def test_auto_on_a_close_up_clip_writes_todays_records(tmp_path):
     clip = tmp_path / "eye.mp4"
     write_clip(clip, tmp_path / "truth.csv", n_frames=8, size_wh=(320, 240), seed=3)

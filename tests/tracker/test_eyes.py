@@ -473,6 +473,40 @@ def test_face_eyes_go_to_the_eye_model_and_close_ups_to_the_close_up_model_throu
         eyes.close()
 
 
+def test_from_model_tracks_face_eyes_with_the_face_eye_model_unless_a_model_is_given(finder):
+    from tracker.eyes import EYE_BOX_WIDTH_PER_SPAN, FACE_EYE_BOX_WIDTH_PER_SPAN, FaceTracker
+    from tracker.paths import default_model_path
+
+    with FaceTracker.from_model(backend="onnxruntime") as shipped:
+        assert shipped.backend.input_hw == (128, 128) and shipped.eye_backend.input_hw == (96, 96)
+        assert shipped.eye_config.confidence.trust_from != shipped.config.confidence.trust_from  # its own calibration
+        assert shipped._box_scale == FACE_EYE_BOX_WIDTH_PER_SPAN / EYE_BOX_WIDTH_PER_SPAN
+    with FaceTracker.from_model(default_model_path(), backend="onnxruntime") as given:
+        assert given.eye_backend is given.backend and given._box_scale == 1.0
+
+
+def test_an_undecided_auto_run_gives_a_frame_it_cannot_decide_on_bad_frame_without_a_model_call(finder, face_clip_640):
+    from tracker.eyes import FACE_EYE_BOX_WIDTH_PER_SPAN, FaceTracker
+    from tracker.paths import face_eye_model_path
+
+    closeup = Tracker.from_model(backend="onnxruntime")
+    eyes = Tracker.from_model(face_eye_model_path(), backend="onnxruntime")
+    try:
+        auto = FaceTracker(
+            closeup.backend, closeup.config, "auto", finder, eyes.backend, eyes.config, FACE_EYE_BOX_WIDTH_PER_SPAN
+        )
+        buffer = auto.input_buffers(1)[0]
+        # A float frame (the Python API takes any array): no mode is decided on it, and nothing is inferred.
+        prepared = auto.prepare(Frame(np.zeros((240, 320), np.float32), 0, None), buffer)
+        assert not prepared.usable and auto.mode is None
+        assert auto.finish(prepared, None).status is Status.BAD_FRAME
+        result = auto(Frame(face_clip_640[0][0], 1, None))  # the first readable frame decides: a face
+        assert auto.mode == "face" and [eye.side for eye in result.eyes] == ["right", "left"]
+    finally:
+        closeup.close()
+        eyes.close()
+
+
 # ---------------------------------------------------------------------------------------------- following the face
 
 
