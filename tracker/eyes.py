@@ -67,16 +67,16 @@ FACE_PRESENCE_MIN = 0.5  # the mesh's own face-presence score: below it the crop
 # upright unmirrored frame: the person's right eye (checked on a real face in tests/tracker/test_eyes.py).
 RIGHT_EYE_CORNERS = (33, 133)
 LEFT_EYE_CORNERS = (263, 362)
-# Eye crop: 1.6x the corner-to-corner span wide, at the 4:3 aspect of the close-ups the edge model learned
-# from. An adult fissure is ~30 mm and the iris 11.7 mm, so the iris radius is ~0.12 of the crop width,
-# inside the 0.09-0.30 the model was trained on (tools/synthetic.random_eye_params).
+# The finder's eye box (and a 128x128 eye model's crop): 1.6x the corner-to-corner span wide, at the 4:3 aspect
+# of the close-ups the edge model learned from. An adult fissure is ~30 mm and the iris 11.7 mm, so the iris
+# radius is ~0.12 of the crop width, inside the 0.09-0.30 the model was trained on (tools/synthetic).
 EYE_BOX_WIDTH_PER_SPAN = 1.6
 EYE_BOX_ASPECT_WH = 4.0 / 3.0
 # The shipped eye model of face frames (engines/face, tracker.paths.face_eye_model_path) is the shipped weights
-# exported at a 96x96 input, its own calibration beside it: both model calls take half the time of 128x128 ones.
-# Its crops are 1.3x the span: at 1.6x its irises were ~11 px in radius and it lost them (iris reported 95.0 %
-# of 60 px eyes, against 99.8 % at 1.3x, tools.faces --score); the 128x128 model does best at 1.6x (97.3 %,
-# against 89.3 % at 1.3x). README Webcam has the measurements.
+# exported at a 96x96 input, its own calibration beside it: both model calls take 0.6x the time of 128x128 ones.
+# Its crops are 1.3x the span: at 1.6x its irises are ~12 px in radius and it reported 97.3 % of the irises and
+# 42.8 % of the pupils of 60 px eyes, at 1.3x 100 % and 82.5 % (tools.faces --score); the 128x128 model does
+# best at 1.6x (97.3 / 84.7 %, against 89.3 / 85.8 % at 1.3x). README Webcam has the measurements.
 FACE_EYE_BOX_WIDTH_PER_SPAN = 1.3
 EYE_CROP_WH = (192, 144)  # every crop is resampled to this: small webcam eyes are upscaled, never below it
 # Tracking (MediaPipe's face_landmark_front: the next frame's mesh input comes from this frame's landmarks).
@@ -84,8 +84,9 @@ TRACK_ROTATION_LANDMARKS = (33, 263)  # outer eye corners: their line sets the r
 REDETECT_EVERY = 30  # frames: a face tracked this long is looked for afresh (drift, a second face arriving)
 # The face mesh (1.9 ms a frame here, more than the detector) runs on every MESH_EVERY-th frame of a tracked
 # face, after that frame's crops (FaceTracker.follow), so the next frames are cropped from it; the eye boxes
-# hold in between. A box is 1.6x the eye's span, so a head moving less than ~0.3 of an eye width in
-# MESH_EVERY + 1 frames keeps its eye inside; each eye's own tracker follows the iris within the crop.
+# hold in between. A crop is 1.3x the eye's span (1.6x for a 128x128 model), so a head moving less than
+# ~0.15 (0.3) of an eye width in MESH_EVERY + 1 frames keeps its eye corners inside; each eye's own tracker
+# follows the iris within the crop.
 MESH_EVERY = 2
 # A new eye box replaces the last one only when it moved or grew by more than this share of its width (or
 # turned by BOX_HOLD_RAD): landmark jitter (about 1 px) would otherwise shake the crop, and the per-eye
