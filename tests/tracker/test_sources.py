@@ -652,6 +652,24 @@ def test_url_and_pipeline_are_live_and_redacted():
     assert camera.calls[1][1] == cv2.CAP_GSTREAMER
 
 
+def test_a_replay_decodes_each_frame_at_its_capture_moment_not_while_the_last_one_is_processed():
+    period_s, decoded_at = 0.05, []
+
+    def frames():
+        for i in range(8):
+            decoded_at.append(time.perf_counter())  # the decode of frame i happens on this call
+            yield Frame(np.zeros((4, 4), np.uint8), i, i * period_s)
+
+    with sources.Source(
+        frames(), name="replay", fps=20.0, frame_count=None, is_live=True, on_skip=None, pace=True
+    ) as src:
+        got = [f.index for f in src]
+    assert got == list(range(8))
+    start = decoded_at[0]  # the replay's clock starts at the first frame
+    for i in range(2, 8):  # from the third frame on, the capture moment is known from the frame interval
+        assert decoded_at[i] >= start + i * period_s - 0.005, (i, decoded_at[i] - start)
+
+
 def test_realtime_file_replays_at_its_frame_rate(tmp_path):
     path = write_video(tmp_path / "clip.mp4")  # 30 frames at 30 fps: one second
     t0 = time.perf_counter()

@@ -108,6 +108,7 @@ class _Failed:
 
 _END = object()
 _Items = Iterator["Frame | _Skip | None"]  # None is a heartbeat: the worker is alive but has no frame yet
+_EXHAUSTED = object()  # what next() gives at the end of an _Items (None is a heartbeat)
 
 
 class LatestFrameBuffer:
@@ -771,13 +772,23 @@ def _pump_latest(
     """
     start: float | None = None
     first_ts = 0.0
+    last_due = next_capture = None
     while not go.wait(0.05):
         if stop.is_set():
             items.close()
             buffer.close()
             return
     try:
-        for item in items:
+        frames = iter(items)
+        while True:
+            # A camera decodes a frame once it is captured, never before: a replay decodes the next frame at
+            # its capture moment (predicted from the last frame interval), not while the consumer processes the
+            # last one, where the decode would take a core from it that a camera's decode does not.
+            if next_capture is not None and stop.wait(max(0.0, next_capture - time.perf_counter())):
+                return
+            item = next(frames, _EXHAUSTED)
+            if item is _EXHAUSTED:
+                break
             alive_at[0] = time.perf_counter()
             if stop.is_set():
                 return
@@ -790,6 +801,8 @@ def _pump_latest(
                     due = start + (_recorded_time_s(item) - first_ts)
                     if stop.wait(max(0.0, due - time.perf_counter())):
                         return
+                    next_capture = None if last_due is None else due + (due - last_due)
+                    last_due = due
                 buffer.put(replace(item, timestamp_s=time.perf_counter()))
     except Exception as exc:  # re-raised on the consumer's thread
         messages.append(_Failed(exc))
