@@ -82,7 +82,7 @@ def _info_lines() -> list[tuple[str, str]]:
     """(label, value) pairs for `iristrack info`; never raises for a missing optional package."""
     from tracker.backends.select import available_backends
     from tracker.backends.telemetry import import_onnxruntime, telemetry_state
-    from tracker.paths import default_model_path, engine_cache_dir
+    from tracker.paths import default_model_path, engine_cache_dir, face_eye_model_path
 
     lines = [
         ("iristrack", _version("iristrack")),
@@ -109,6 +109,9 @@ def _info_lines() -> list[tuple[str, str]]:
     card = model.with_name("model.json")
     if card.is_file():
         lines.append(("model card", _model_card_summary(card)))
+    eyes = face_eye_model_path()
+    if eyes is not None:
+        lines.append(("face-eye model", f"{eyes}" + ("" if eyes.is_file() else " (missing)")))
     cache = engine_cache_dir()
     entries = sorted(cache.glob("*.engine")) if cache.is_dir() else []
     lines.append(("engine cache", f"{cache} ({len(entries)} engine{'s' if len(entries) != 1 else ''})"))

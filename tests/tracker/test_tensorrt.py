@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 import threading
@@ -69,6 +70,7 @@ def test_info_lists_backends_and_cache(tmp_path, monkeypatch):
     assert "backend tensorrt:      tensorrt not installed" in result.output
     assert "backend onnxruntime:   available" in result.output
     assert f"engine cache:          {tmp_path / 'engines'} (0 engines)" in result.output
+    assert re.search(r"^face-eye model: +\S+engines/face/model\.onnx$", result.output, re.M), result.output
 
 
 def test_info_shows_opencv_gui_and_openvino_precision_and_telemetry(tmp_path, monkeypatch):
