@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from pathlib import Path
 
 import click
 
@@ -126,16 +127,22 @@ def export(run_dir: str, out_dir: str, force: bool, input_wh: str | None) -> Non
 
     Refuses an --out that already holds a model unless --force.
     """
+    from tracker.fit.confidence import calibration_path
     from training.export import check_out_dir, export_run
 
     input_hw = parse_wh(input_wh, "--input")[::-1] if input_wh else None
     check_out_dir(out_dir, force)  # before TensorFlow loads: the refusal is instant
     _need_tensorflow()
+    calibration = calibration_path(Path(out_dir) / "model.onnx")
+    calibrated = calibration.is_file()
     card = export_run(run_dir, out_dir, force=force, input_hw=input_hw)
     click.echo(
         f"wrote {out_dir}/model.onnx ({card['onnx']['bytes'] / 1e6:.2f} MB), parity max abs diff "
         f"{card['export']['parity_max_abs_diff']:.2e}"
     )
+    if calibrated and not calibration.is_file():
+        click.echo(f"removed {calibration}: it calibrated the replaced model; calibrate the new one with: "
+                   f"iristrack calibrate --model {out_dir}/model.onnx --dev DEV_SET", err=True)  # fmt: skip
 
 
 @click.command(name="edge-eval")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tracker.errors import ModelError
+from tracker.fit.confidence import calibration_path
 from tracker.preprocess import CHANNELS, LAYOUT, STD_FLOOR
 from training.data import WEIGHTS_FILE
 
@@ -159,6 +160,10 @@ def export_run(
         new_card.write_text(json.dumps(card, indent=1))
         # The Keras weights travel with the model so `iristrack finetune --from` can start from it.
         model.save_weights(new_weights)
+        # A calibration beside the model calibrated the one being replaced: its trust thresholds would mean
+        # nothing for the new one (an export of the same weights may differ too: tf2onnx names nodes per
+        # process). Removed before the new model lands, so no moment pairs the new model with it.
+        calibration_path(onnx_path).unlink(missing_ok=True)
         new_onnx.replace(onnx_path)  # the model first: a card never describes a model that is not there
         new_weights.replace(out / WEIGHTS_FILE)
         new_card.replace(out / "model.json")

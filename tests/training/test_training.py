@@ -129,8 +129,11 @@ def test_tiny_training_run_learns_and_exports(tmp_path):
 
     with pytest.raises(ModelError, match="pass --force"):  # a second export never overwrites the first silently
         export_run(tmp_path / "run", tmp_path / "engine")
+    calibration = tmp_path / "engine" / "model.confidence.json"
+    calibration.write_text("{}")  # the replaced model's calibration: it must not calibrate the new one
     again = export_run(tmp_path / "run", tmp_path / "engine", force=True)
     assert again["onnx"]["sha256"] == json.loads((tmp_path / "engine" / "model.json").read_text())["onnx"]["sha256"]
+    assert not calibration.exists()
     assert card["input"]["shape"] == [1, 64, 64, 1]
     import onnx
 
