@@ -486,6 +486,7 @@ class FaceTracker:
         # One run-loop slot holds either kind of input: both eye crops, or one close-up (see input_buffers).
         self._eyes_shape = (2, *self.eye_backend.input_hw)
         self._closeup_shape = (1, *backend.input_hw)
+        self._slot_size = max(math.prod(self._eyes_shape), math.prod(self._closeup_shape))  # one channel
         self.mode: str | None = None if mode == "auto" else "face"
         self._face: FaceEyes | None = None  # the last frame's face, followed into the next (smoothed runs only)
         self._since_detect = 0
@@ -526,11 +527,11 @@ class FaceTracker:
         Flat, because an `auto` run's rings are made before its first frame says which it is, and the two
         models' inputs differ; each step views the slot in the shape it needs (`_view`, no copy).
         """
-        return np.empty((n, max(math.prod(self._eyes_shape), math.prod(self._closeup_shape))), dtype=np.float32)
+        return np.empty((n, self._slot_size), dtype=np.float32)
 
     def edge_buffers(self, n: int) -> np.ndarray:
         """(n, 2 * size) float32: n flat slots of edge maps (two channels), as input_buffers (allocate once per run)."""
-        return np.empty((n, 2 * max(math.prod(self._eyes_shape), math.prod(self._closeup_shape))), dtype=np.float32)
+        return np.empty((n, 2 * self._slot_size), dtype=np.float32)
 
     def _view(self, buffer: np.ndarray, channels: int) -> np.ndarray:
         """A flat slot (or a backend's output) -> this run's (2, h, w, C) eye or (1, h, w, C) close-up view of it."""
