@@ -122,7 +122,14 @@ def train(resume: bool, synthetic_kind: str, **options) -> None:
     help="export the same weights at this input size (e.g. 96x96: a cheaper model for small eye crops) "
     "[default: the trained size]",
 )
-def export(run_dir: str, out_dir: str, force: bool, input_wh: str | None) -> None:
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="the model's static batch: 2 for the eye crops of face frames (both eyes in one call)",
+)
+def export(run_dir: str, out_dir: str, force: bool, input_wh: str | None, batch: int) -> None:
     """Export a run's best checkpoint to OUT/model.onnx + OUT/model.json, checking Keras vs ONNX Runtime parity.
 
     Refuses an --out that already holds a model unless --force.
@@ -135,7 +142,7 @@ def export(run_dir: str, out_dir: str, force: bool, input_wh: str | None) -> Non
     _need_tensorflow()
     calibration = calibration_path(Path(out_dir) / "model.onnx")
     calibrated = calibration.is_file()
-    card = export_run(run_dir, out_dir, force=force, input_hw=input_hw)
+    card = export_run(run_dir, out_dir, force=force, input_hw=input_hw, batch=batch)
     click.echo(
         f"wrote {out_dir}/model.onnx ({card['onnx']['bytes'] / 1e6:.2f} MB), parity max abs diff "
         f"{card['export']['parity_max_abs_diff']:.2e}"

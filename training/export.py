@@ -1,4 +1,4 @@
-"""Export a run's best Keras checkpoint to ONNX (opset 17, static (1, H, W, 1) `image` -> `edges`) plus a model card."""
+"""Export a run's best Keras checkpoint to ONNX (opset 17, static (N, H, W, 1) `image` -> `edges`) plus a model card."""
 
 from __future__ import annotations
 
@@ -26,13 +26,13 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def keras_to_onnx(model, path: Path) -> None:
-    """Write `model` as ONNX with a static batch of 1, input `image`, output `edges`."""
+def keras_to_onnx(model, path: Path, batch: int = 1) -> None:
+    """Write `model` as ONNX with a static batch of `batch`, input `image`, output `edges`."""
     import tensorflow as tf
     import tf2onnx
 
     h, w = model.input_shape[1:3]
-    spec = (tf.TensorSpec((1, h, w, 1), tf.float32, name="image"),)
+    spec = (tf.TensorSpec((batch, h, w, 1), tf.float32, name="image"),)
 
     @tf.function(input_signature=spec)
     def forward(image):
@@ -41,17 +41,17 @@ def keras_to_onnx(model, path: Path) -> None:
     tf2onnx.convert.from_function(forward, input_signature=spec, opset=OPSET, output_path=str(path))
 
 
-def parity_max_abs_diff(model, onnx_path: Path, x: np.ndarray) -> float:
-    """Max |Keras - ONNX Runtime| over the (N, H, W, 1) inputs `x`, run one at a time."""
+def parity_max_abs_diff(model, onnx_path: Path, x: np.ndarray, batch: int = 1) -> float:
+    """Max |Keras - ONNX Runtime| over the (N, H, W, 1) inputs `x` (N a multiple of `batch`), `batch` at a time."""
     from tracker.backends.telemetry import import_onnxruntime
 
     ort = import_onnxruntime()  # with its telemetry off, as everywhere in the project
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     diff = 0.0
-    for i in range(len(x)):
-        ref = model(x[i : i + 1], training=False).numpy()
-        got = session.run(["edges"], {"image": x[i : i + 1]})[0]
+    for i in range(0, len(x) - batch + 1, batch):
+        ref = model(x[i : i + batch], training=False).numpy()
+        got = session.run(["edges"], {"image": x[i : i + batch]})[0]
         diff = max(diff, float(np.abs(ref - got).max()))
     return diff
 
@@ -123,14 +123,22 @@ def at_input_size(model, input_hw: tuple[int, int], base_filters: int, depth: in
 
 
 def export_run(
-    run_dir: str | Path, out_dir: str | Path, *, force: bool = False, input_hw: tuple[int, int] | None = None
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    force: bool = False,
+    input_hw: tuple[int, int] | None = None,
+    batch: int = 1,
 ) -> dict:
     """Export run_dir/checkpoints/best.keras -> out_dir/model.onnx + model.json; raises ModelError on parity failure.
 
     An existing model in `out_dir` is kept unless `force` (check_out_dir); with `force` it is replaced only once
     the new one has passed the parity check, so a failed export leaves it as it was. `input_hw` exports the same
     weights at another input size (e.g. a cheaper model for small eye crops); the card records both sizes.
+    `batch` is the model's static batch: 2 for the eye crops of face frames, both eyes in one call.
     """
+    if batch < 1:
+        raise ModelError(f"a batch of {batch}: the model's static batch must be at least 1")
     check_out_dir(out_dir, force)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -149,13 +157,13 @@ def export_run(
     onnx_path, new_onnx, new_card = out / "model.onnx", out / "model.onnx.partial", out / "model.json.partial"
     new_weights = out / ("partial." + WEIGHTS_FILE)  # Keras insists on the .weights.h5 suffix
     try:
-        keras_to_onnx(model, new_onnx)
-        diff = parity_max_abs_diff(model, new_onnx, parity_inputs(run, (h, w)))
+        keras_to_onnx(model, new_onnx, batch)
+        diff = parity_max_abs_diff(model, new_onnx, parity_inputs(run, (h, w), 8 * batch), batch)
         if not diff <= PARITY_TOL:
             raise ModelError(
                 f"Keras vs ONNX Runtime differ by {diff:.2e} (> {PARITY_TOL:.0e}); nothing written to {out}"
             )
-        card = _model_card(run, out.name, model, (h, w), diff, new_onnx)
+        card = _model_card(run, out.name, model, (h, w), diff, new_onnx, batch)
         card["export"]["trained_input_hw"] = list(trained_hw)
         new_card.write_text(json.dumps(card, indent=1))
         # The Keras weights travel with the model so `iristrack finetune --from` can start from it.
@@ -173,7 +181,9 @@ def export_run(
     return card
 
 
-def _model_card(run: Path, name: str, model, input_hw: tuple[int, int], diff: float, onnx_path: Path) -> dict:
+def _model_card(
+    run: Path, name: str, model, input_hw: tuple[int, int], diff: float, onnx_path: Path, batch: int = 1
+) -> dict:
     """The model card (model.json) of an export: contract, architecture, training record, parity, versions."""
     h, w = input_hw
     config = json.loads((run / "config.json").read_text())
@@ -183,7 +193,7 @@ def _model_card(run: Path, name: str, model, input_hw: tuple[int, int], diff: fl
         "name": name,
         "input": {
             "name": "image",
-            "shape": [1, h, w, 1],
+            "shape": [batch, h, w, 1],
             "dtype": "float32",
             "layout": LAYOUT,
             "normalisation": "gray frame (the red channel of a colour frame) resized to (H, W) with INTER_AREA "
@@ -192,7 +202,7 @@ def _model_card(run: Path, name: str, model, input_hw: tuple[int, int], diff: fl
         },
         "output": {
             "name": "edges",
-            "shape": [1, h, w, len(CHANNELS)],
+            "shape": [batch, h, w, len(CHANNELS)],
             "dtype": "float32",
             "channels": list(CHANNELS),
             "meaning": "edge probability per pixel: limbus (iris/sclera), pupil "

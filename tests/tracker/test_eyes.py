@@ -485,6 +485,45 @@ def test_from_model_tracks_face_eyes_with_the_face_eye_model_unless_a_model_is_g
         assert given.eye_backend is given.backend and given._box_scale == 1.0
 
 
+def test_both_eyes_of_a_face_frame_are_one_run_of_the_shipped_eye_model(face_tracker, face_clip_640):
+    """engines/face has a static batch of 2: the two crops are one model run, not two runs of a batch-1 model."""
+    import json
+
+    import onnx
+
+    from tracker.paths import face_eye_model_path
+
+    path = face_eye_model_path()
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["input"]["shape"] == [2, 96, 96, 1] and card["output"]["shape"] == [2, 96, 96, 2]
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [2, 96, 96, 1]
+    backend = face_tracker.eye_backend
+    backend._session = _Counting(backend._session)
+    try:
+        face_tracker.reset()
+        for index, image in enumerate(face_clip_640[0][:3]):
+            assert len(face_tracker(Frame(image, index, index / 30.0)).eyes) == 2
+        runs = backend._session.runs
+    finally:
+        backend._session = backend._session.wrapped
+    assert runs == 3  # a batch-1 model takes two runs a frame (tracker.backends.base.run_static_batches)
+
+
+class _Counting:
+    """An ONNX Runtime session that counts its runs."""
+
+    def __init__(self, session) -> None:
+        self.wrapped, self.runs = session, 0
+
+    def run_with_iobinding(self, *args):
+        self.runs += 1
+        return self.wrapped.run_with_iobinding(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.wrapped, name)
+
+
 def test_an_undecided_auto_run_gives_a_frame_it_cannot_decide_on_bad_frame_without_a_model_call(finder, face_clip_640):
     from tracker.eyes import FACE_EYE_BOX_WIDTH_PER_SPAN, FaceTracker
     from tracker.paths import face_eye_model_path

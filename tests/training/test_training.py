@@ -158,6 +158,16 @@ def test_finetune_starts_from_an_engine_and_reports_before_and_after(tmp_path):
     small = export_run(tmp_path / "run", tmp_path / "small", input_hw=(48, 40))
     assert small["input"]["shape"] == [1, 48, 40, 1] and small["export"]["trained_input_hw"] == [64, 64]
     assert small["export"]["parity_max_abs_diff"] <= 1e-4
+    # A static batch of 2 (the eye model of face frames: both eyes in one call): per item, the batch-1 model's edges.
+    pair = export_run(tmp_path / "run", tmp_path / "pair", input_hw=(48, 40), batch=2)
+    assert pair["input"]["shape"] == [2, 48, 40, 1] and pair["output"]["shape"] == [2, 48, 40, 2]
+    from tracker.backends.onnxruntime import OnnxRuntimeBackend
+
+    x = np.random.default_rng(3).normal(size=(2, 48, 40, 1)).astype(np.float32)
+    one = OnnxRuntimeBackend(tmp_path / "small" / "model.onnx")
+    two = OnnxRuntimeBackend(tmp_path / "pair" / "model.onnx")
+    each = np.concatenate([one.infer(x[i : i + 1]).copy() for i in range(2)])
+    assert np.abs(two.infer(x) - each).max() <= 1e-5
     from tracker.errors import ModelError
 
     with pytest.raises(ModelError, match="not divisible by 8"):
