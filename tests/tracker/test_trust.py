@@ -44,7 +44,7 @@ def test_each_shipped_model_has_a_calibration_with_per_boundary_thresholds(path)
 
 
 def test_eye_free_images_get_no_ellipse_and_never_ok(tracker):
-    found, ok, plain, n_plain = [], [], [], 0
+    found, ok, plain, trusted, n_plain = [], [], [], [], 0
     for item in negative_images(seed=7):  # a seed the calibration never saw
         result = tracker(Frame(item.image, 0, None))
         ambiguous = item.kind in AMBIGUOUS
@@ -55,7 +55,10 @@ def test_eye_free_images_get_no_ellipse_and_never_ok(tracker):
                 plain.append(item.name)
         if result.status is Status.OK:
             ok.append(item.name)
+        if not ambiguous and any(b is not None and b.trusted for b in (result.iris, result.pupil)):
+            trusted.append((item.name, result.status))  # pupil_only or no_pupil on something that is no eye
     assert ok == []
+    assert trusted == []
     assert len(plain) <= NEGATIVE_SHARE * n_plain, plain
 
 
