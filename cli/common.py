@@ -50,7 +50,7 @@ def _tracker_config(shape: str, threshold: float, smooth: bool):
     from tracker.fit.eye import FitConfig
     from tracker.pipeline import TrackerConfig
 
-    refine = REFINE_CHOICES[click.get_current_context().meta.get("iristrack.refine") or "none"]
+    refine = REFINE_CHOICES[click.get_current_context().meta.get("iristrack.refine") or "pupil"]
     return TrackerConfig(fit=FitConfig(threshold=threshold, shape=shape, refine=refine), smooth=smooth)
 
 
@@ -75,11 +75,12 @@ def _backend_options(f):
     f = click.option(
         "--refine",
         type=click.Choice(list(REFINE_CHOICES)),
-        default="none",
+        default="pupil",
         show_default=True,
         expose_value=False,
         callback=_remember,
-        help="boundaries moved onto the full-resolution image edge after the fit (none: measured best on real data)",
+        help="boundaries whose centre moves most of the way to the full-resolution image edge's after the fit "
+        "(pupil: measured best on real data; the limbus is a soft step)",
     )(f)
     f = click.option(
         "--no-rebuild",

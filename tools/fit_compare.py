@@ -1,15 +1,17 @@
-"""`python -m tools.fit_compare VIDEO MODEL [MODEL ...]`: several models' fit stage on the same frames, interleaved.
+"""`python -m tools.fit_compare VIDEO MODEL [MODEL ...] [--refine R ...]`: fit stages on the same frames, interleaved.
 
 `iristrack bench` times each stage inside a whole run, where this VM's noise (another process, the CPU's clock)
 moves a 1 ms stage by a third from run to run. This isolates the fit: each model's edge maps are computed once,
 then `Tracker.finish` (fit, smoothing, result) is timed on them, the models taking turns, so a difference that
-remains is the model's (how its edge maps make the fit work), not the machine's.
+remains is the model's (how its edge maps make the fit work), not the machine's. `--refine` (repeated) times
+each model under each refinement setting too (`none`, `pupil`, `iris,pupil`), on the same edge maps.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -49,22 +51,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("models", nargs="+")
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--refine", action="append", help="refinement setting: none, pupil or iris,pupil; repeat")
     args = parser.parse_args(argv)
+    refines = [() if r == "none" else tuple(r.split(",")) for r in args.refine or []]
     frames = read_frames(args.video, args.frames)
-    trackers = {model: Tracker.from_model(model, threads=1) for model in args.models}
-    inputs = {}
-    for model, tracker in trackers.items():
+    loaded = {model: Tracker.from_model(model, threads=1) for model in args.models}
+    trackers, inputs = {}, {}
+    for model, tracker in loaded.items():
         buffer, pairs = tracker.input_buffers(1)[0], []
         for i, image in enumerate(frames):
             prepared = tracker.prepare(Frame(image, i, i / 60.0), buffer)
             pairs.append((prepared, tracker.infer(buffer).copy()))  # the backend reuses its output buffer
         inputs[model] = pairs
+        trackers[model] = (model, tracker)
+        for refine in refines:  # one backend, another fit setting: the same edge maps
+            config = replace(tracker.config, fit=replace(tracker.config.fit, refine=refine))
+            trackers[f"{model} --refine {','.join(refine) or 'none'}"] = (model, Tracker(tracker.backend, config))
     print(f"{len(frames)} frames of {args.video}; fit stage (Tracker.finish), ms")
     for round_ in range(args.rounds):
-        for model, tracker in trackers.items():
+        for name, (model, tracker) in trackers.items():
             times = fit_times_ms(tracker, inputs[model])
-            print(f"round {round_ + 1}  {model}: median {np.median(times):.3f}, mean {np.mean(times):.3f}")
-    for tracker in trackers.values():
+            print(f"round {round_ + 1}  {name}: median {np.median(times):.3f}, mean {np.mean(times):.3f}")
+    for tracker in loaded.values():
         tracker.close()
     return 0
 

@@ -478,7 +478,11 @@ class FaceTracker:
         # eye crops of face frames, with `eye_config` (its own calibration) and crops `box_width_per_span` wide.
         self.backend, self.config = backend, config
         self.eye_backend = eye_backend if eye_backend is not None else backend
-        self.eye_config = eye_config or config
+        # Eye crops are resampled from 40-100 px webcam eyes: their image step is the resampler's blur, not the
+        # sensor's edge, so they are fitted unrefined (rendered 60 px eyes, refined: pupils within 5 % of the
+        # radius 52.0 -> 52.2 %, mm error median 0.33 -> 0.37 mm, and 0.4 ms more a frame).
+        eye_config = eye_config or config
+        self.eye_config = replace(eye_config, fit=replace(eye_config.fit, refine=()))
         self._box_scale = box_width_per_span / EYE_BOX_WIDTH_PER_SPAN  # the finder's boxes are 1.6x the span
         self._finder = finder if finder is not None else FaceEyeFinder()
         self._eye_trackers = {side: Tracker(self.eye_backend, self.eye_config) for side in ("right", "left")}

@@ -481,6 +481,8 @@ def test_from_model_tracks_face_eyes_with_the_face_eye_model_unless_a_model_is_g
         assert shipped.backend.input_hw == (128, 128) and shipped.eye_backend.input_hw == (96, 96)
         assert shipped.eye_config.confidence.trust_from != shipped.config.confidence.trust_from  # its own calibration
         assert shipped._box_scale == FACE_EYE_BOX_WIDTH_PER_SPAN / EYE_BOX_WIDTH_PER_SPAN
+        # Close-ups refine the pupil on the image; eye crops, resampled from small webcam eyes, are fitted unrefined.
+        assert shipped.config.fit.refine == ("pupil",) and shipped.eye_config.fit.refine == ()
     with FaceTracker.from_model(default_model_path(), backend="onnxruntime") as given:
         assert given.eye_backend is given.backend and given._box_scale == 1.0
 

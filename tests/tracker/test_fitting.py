@@ -121,11 +121,11 @@ def test_smoother_reduces_jitter_but_does_not_lag_after_a_saccade():
 REFINED_CENTER_TOL_PX = 0.5
 
 
-def test_refinement_moves_the_pupil_onto_the_image_edge():
+def test_refinement_moves_the_pupil_onto_the_image_edge_and_by_default_most_of_the_way():
     from tools.synthetic import random_eye_params, render_eye
 
     rng = np.random.default_rng(21)
-    errors = []
+    errors, partway, plains = [], [], []
     for _ in range(40):
         image, truth = render_eye(random_eye_params(rng, (320, 240)), (320, 240))
         inside = 0 < truth.pupil.cx < 320 and 0 < truth.pupil.cy < 240
@@ -135,12 +135,17 @@ def test_refinement_moves_the_pupil_onto_the_image_edge():
         # The network is off by ~2 frame pixels; the image has the true edge.
         shifted = [truth.pupil.points(360) @ m[:, :2].T + m[:, 2] + np.array([0.6, -0.5])]
         edges = soft_edge_labels(([], shifted), INPUT_HW)
-        plain = fit_eye(edges, image.shape[:2]).pupil.ellipse
-        refined = fit_eye(edges, image.shape[:2], FitConfig(refine=("pupil",)), image).pupil.ellipse
-        assert math.hypot(plain.cx - truth.pupil.cx, plain.cy - truth.pupil.cy) > 1.0
+        plain = fit_eye(edges, image.shape[:2]).pupil.ellipse  # no image: nothing to refine on
+        refined = fit_eye(edges, image.shape[:2], FitConfig(refine_weight=1.0), image).pupil.ellipse
+        default = fit_eye(edges, image.shape[:2], FitConfig(), image).pupil.ellipse  # refine_weight 0.8
+        plains.append(math.hypot(plain.cx - truth.pupil.cx, plain.cy - truth.pupil.cy))
         errors.append(math.hypot(refined.cx - truth.pupil.cx, refined.cy - truth.pupil.cy))
-    assert len(errors) >= 6
+        partway.append(math.hypot(default.cx - truth.pupil.cx, default.cy - truth.pupil.cy))
+    assert len(errors) >= 6 and min(plains) > 1.0
     assert np.median(errors) < REFINED_CENTER_TOL_PX, errors
+    assert np.median(errors) < np.median(partway) < np.median(plains) / 2, (partway, plains)
+    unrefined = fit_eye(edges, image.shape[:2], FitConfig(refine=()), image).pupil.ellipse
+    assert unrefined == plain
 
 
 @pytest.mark.parametrize("threshold", [float("nan"), 0.35, -1.0, 2.0])

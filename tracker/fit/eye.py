@@ -16,7 +16,7 @@ import numpy as np
 
 from tracker.fit import kernels, priors
 from tracker.fit.confidence import DEFAULT_CONFIDENCE, ConfidenceModel, Evidence
-from tracker.fit.geometry import fit_circle_robust, fit_ellipse_robust
+from tracker.fit.geometry import damped_step, fit_circle_robust, fit_ellipse_robust
 from tracker.preprocess import IRIS, PUPIL, model_to_frame_xy
 from tracker.structures import Boundary, Ellipse, Status
 
@@ -37,8 +37,12 @@ class FitConfig:
     min_coverage: float = 0.3  # fraction of the perimeter (36 bins) holding inliers
     min_axis_ratio: float = 0.4
     min_semi_axis_model_px: float = 2.5
-    refine: tuple[str, ...] = ()  # boundaries refined on the full-resolution image (see refine_on_image)
+    # Boundaries refined on the full-resolution image (refine_on_image). The pupil: on the development set's
+    # validation subjects its centre error went from 0.363 to 0.328 px (median) at refine_weight 0.8, chosen
+    # there from 0.3-1.0 (0.5: 0.336, 1.0: 0.334); the limbus, a soft step, got worse (2.084 -> 2.126 px).
+    refine: tuple[str, ...] = ("pupil",)
     refine_search_model_px: float = 1.5  # how far along the normal the image edge is searched
+    refine_weight: float = 0.8  # how far a refined centre moves to the image edge's
 
     def __post_init__(self) -> None:
         # A NaN threshold once slipped through to the ridge kernel: reject what no edge map can satisfy.
@@ -46,6 +50,8 @@ class FitConfig:
             raise ValueError(f"threshold must be an edge probability in (0, 1], got {self.threshold}")
         if self.shape not in ("ellipse", "circle"):
             raise ValueError(f"shape must be 'ellipse' or 'circle', got {self.shape!r}")
+        if not set(self.refine) <= {"iris", "pupil"} or not (0.0 <= self.refine_weight <= 1.0):
+            raise ValueError(f"refine takes iris/pupil and a weight in [0, 1], got {self.refine}, {self.refine_weight}")
 
 
 # With the pupil's shape and centre fixed, only the radius is measured: two side arcs of ~20 degrees each
@@ -217,76 +223,40 @@ def _kasa_circle(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float | No
     return float(cx), float(cy), (float(math.sqrt(r2)) if r2 > 0 else None)
 
 
-def ellipse_normals(e: Ellipse, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Points (N, 2) at parametric angles t and the unit outward normals (N, 2) there."""
-    c, s = np.cos(e.angle_rad), np.sin(e.angle_rad)
-    ct, st = np.cos(t), np.sin(t)
-    local = np.stack([e.semi_minor * ct, e.semi_major * st], axis=1)  # gradient of the implicit form, local frame
-    n = np.stack([c * local[:, 0] - s * local[:, 1], s * local[:, 0] + c * local[:, 1]], axis=1)
-    n /= np.linalg.norm(n, axis=1, keepdims=True)
-    return e.points_at(t), n
+REFINE_NORMALS = 96  # normals searched around a refined boundary
+REFINE_STEP_PX = 0.5  # sample spacing along a normal
+REFINE_MIN_SUPPORT = 0.7  # share of the edge points that must lie within the search reach of the fit
 
 
-def refine_on_image(
-    gray: np.ndarray, e: Ellipse, visible_prob: np.ndarray, config: FitConfig, n_normals: int = 96
-) -> Ellipse | None:
-    """Move a fitted boundary onto the strongest dark-to-bright step of the full-resolution image.
+def refine_on_image(gray: np.ndarray, e: Ellipse, visible_prob: np.ndarray, config: FitConfig) -> Ellipse | None:
+    """Move a fitted boundary's centre `config.refine_weight` of the way to the full-resolution image edge's.
 
     The network localises the boundary to a model pixel (2-3 frame pixels); the frame itself has the
-    sharp edge. Along each outward normal where the network saw the boundary (`visible_prob`, the edge
-    probability sampled at the normal's foot), the image's derivative peak is found with sub-pixel
-    (parabolic) precision, and the ellipse is refitted robustly. Returns None when too few normals agree.
+    sharp edge. Along each outward normal where the network saw the boundary (`visible_prob`), the image's
+    dark-to-bright step is found with sub-pixel precision, and one robust Gauss-Newton step (Tukey weights
+    within the search reach) fits the ellipse to those points (kernels.image_edge_system). The two
+    estimates err differently (the network learnt where annotators draw the boundary; blur, glints and lashes
+    displace the image step), and a centre most of the way toward the image's beats either (FitConfig.refine).
+    The size stays the network's: a blurred step sits inside or outside the drawn boundary all around, which
+    moves no centre but biases a size (development set, pupils: -0.47 px semi-major from the network, -0.68
+    px from the image). None when too few normals agree, or the image edge is another boundary.
     """
     h, w = gray.shape
     px_per_model = float(np.sqrt(h * w / (visible_prob.shape[0] * visible_prob.shape[1])))
-    t = np.linspace(0.0, 2 * np.pi, n_normals, endpoint=False)
-    foot, normal = ellipse_normals(e, t)
-    to_model = np.array([visible_prob.shape[1] / w, visible_prob.shape[0] / h])
-    mx = np.clip(((foot[:, 0] + 0.5) * to_model[0] - 0.5).round().astype(np.intp), 0, visible_prob.shape[1] - 1)
-    my = np.clip(((foot[:, 1] + 0.5) * to_model[1] - 0.5).round().astype(np.intp), 0, visible_prob.shape[0] - 1)
-    seen = visible_prob[my, mx] >= config.threshold
-    if seen.sum() < config.min_points:
-        return None
-    foot, normal = foot[seen], normal[seen]
-    step = 0.5
     # Small pupils: never search past a third of the radius, or the far side of a glint becomes the edge.
     reach = min(config.refine_search_model_px * px_per_model, e.semi_minor / 3)
-    offsets = np.arange(-reach, reach + step / 2, step, dtype=np.float32)
-    map_x = (foot[:, 0:1] + normal[:, 0:1] * offsets).astype(np.float32)
-    map_y = (foot[:, 1:2] + normal[:, 1:2] * offsets).astype(np.float32)
-    # A normal that leaves the frame would see the border, not the boundary.
-    inside = (map_x.min(1) >= 0) & (map_x.max(1) <= w - 1) & (map_y.min(1) >= 0) & (map_y.max(1) <= h - 1)
-    if inside.sum() < config.min_points:
+    jtj, jtr, kept, weighted = kernels.image_edge_system(
+        gray, e.cx, e.cy, e.semi_major, e.semi_minor, e.angle_rad, np.asarray(visible_prob, dtype=np.float32),
+        config.threshold, REFINE_NORMALS, reach, REFINE_STEP_PX,
+    )  # fmt: skip
+    if kept < config.min_points or weighted < max(config.min_points, REFINE_MIN_SUPPORT * kept):
         return None
-    foot, normal, map_x, map_y = foot[inside], normal[inside], map_x[inside], map_y[inside]
-    profile = cv2.remap(gray, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-    # Difference over +-1 px (not adjacent samples): sensor noise would otherwise pick the peak.
-    slope = profile[:, 4:] - profile[:, :-4]  # dark inside -> bright outside is positive
-    k = np.argmax(slope, axis=1)
-    inner = (k > 0) & (k < slope.shape[1] - 1)
-    rows = np.flatnonzero(inner)
-    if len(rows) < config.min_points:
-        return None
-    kk = k[rows]
-    y0, y1, y2 = slope[rows, kk - 1], slope[rows, kk], slope[rows, kk + 1]
-    denom = y0 - 2 * y1 + y2
-    sub = np.where(denom < 0, 0.5 * (y0 - y2) / np.where(denom < 0, denom, -1), 0.0)
-    along = offsets[kk + 2] + sub * step  # slope index i is centred on offsets[i + 2]
-    strong = y1 > 0.25 * np.median(y1[y1 > 0]) if (y1 > 0).any() else np.zeros_like(y1, bool)
-    xy = foot[rows] + normal[rows] * along[:, None]
-    xy = xy[strong]
-    if len(xy) < config.min_points:
-        return None
-    fit = fit_ellipse_robust(
-        xy, inlier_tol_px=max(0.75, 0.3 * px_per_model), iterations=48, min_points=config.min_points
-    )
-    if fit is None or fit.inlier_fraction < 0.7:
-        return None
-    moved = np.hypot(fit.ellipse.cx - e.cx, fit.ellipse.cy - e.cy)
+    step = damped_step(jtj, jtr)  # the ellipse moves by -step (the system is of minus the distance)
     # The image edge must confirm the network's boundary, not replace it with another one.
-    if moved > reach or abs(fit.ellipse.semi_major - e.semi_major) > reach:
+    if step is None or math.hypot(step[0], step[1]) > reach or abs(step[2]) > reach:
         return None
-    return fit.ellipse
+    k = config.refine_weight
+    return Ellipse(e.cx - k * step[0], e.cy - k * step[1], e.semi_major, e.semi_minor, e.angle_rad)
 
 
 def pupil_fits_iris(pupil: Ellipse, iris: Ellipse) -> bool:

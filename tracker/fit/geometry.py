@@ -194,6 +194,18 @@ def fit_circle_robust(
     return _refine(xy, inliers, inlier_tol_px, min_points, _fit_circle_kasa, _circle_step, scale)
 
 
+def damped_step(jtj: np.ndarray, jtr: np.ndarray) -> np.ndarray | None:
+    """A Gauss-Newton system (J^T W J (P, P), J^T W r (P,)) -> the lightly damped step; None when singular."""
+    jtj = jtj.copy()
+    # Light Levenberg damping: the angle of a near-circle (and short arcs) is otherwise unconstrained.
+    jtj[np.diag_indices(len(jtj))] += 1e-6 * np.trace(jtj) + 1e-12
+    try:
+        step = np.linalg.solve(jtj, -jtr)
+    except np.linalg.LinAlgError:
+        return None
+    return step if np.isfinite(step).all() else None
+
+
 # --- internals ---------------------------------------------------------------------------------------------
 
 
@@ -300,14 +312,7 @@ def _tukey_weights(resid: np.ndarray, tol_px: float) -> np.ndarray:
 def _weighted_step(jac: np.ndarray, resid: np.ndarray, w: np.ndarray) -> np.ndarray | None:
     """(P, N) Jacobian, (N,) residuals and weights -> the damped weighted normal-equation step; None when singular."""
     jw = jac * w
-    jtj = jw @ jac.T
-    # Light Levenberg damping: the angle of a near-circle (and short arcs) is otherwise unconstrained.
-    jtj[np.diag_indices(len(jtj))] += 1e-6 * np.trace(jtj) + 1e-12
-    try:
-        step = np.linalg.solve(jtj, -(jw @ resid))
-    except np.linalg.LinAlgError:
-        return None
-    return step if np.isfinite(step).all() else None
+    return damped_step(jw @ jac.T, jw @ resid)
 
 
 def _ellipse_step(e: Ellipse, xy: np.ndarray, tol_px: float, warm: Foot | None) -> tuple[Ellipse | None, Foot]:

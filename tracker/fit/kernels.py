@@ -177,6 +177,112 @@ def ring_step(
     return float(np.median(steps[:m]))
 
 
+@_compiled
+def image_edge_system(
+    gray: np.ndarray,
+    cx: float,
+    cy: float,
+    a: float,
+    b: float,
+    angle_rad: float,
+    seen: np.ndarray,
+    threshold: float,
+    n: int,
+    reach_px: float,
+    step_px: float,
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The image's dark-to-bright edge along n outward normals of an ellipse, as a Gauss-Newton system.
+
+    A normal is searched where `seen` (an (h, w) edge probability over the frame, sampled at the nearest of
+    its pixels) reaches `threshold` at its foot, within +-reach_px in step_px samples (bilinear) that all lie
+    in the frame. The step is the difference over +-1 px (two samples each side at 0.5 px), so sensor noise
+    does not pick it; its peak is located with parabolic sub-sample precision. An edge point lies on its
+    normal, so its signed distance to the ellipse is its offset along it, and its foot is the normal's: the
+    robust Gauss-Newton system over (cx, cy, a, b, angle) needs no foot-point search. Steps under a quarter
+    of the median step are texture and left out; the rest are Tukey-weighted to zero at reach_px.
+    Returns (J^T W J (5, 5), J^T W r (5,), edge points kept, points within reach_px), J being the derivative
+    of minus the distance (tracker.fit.geometry's convention).
+    """
+    h, w = gray.shape
+    sh, sw = seen.shape
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    m = int(math.floor(reach_px / step_px))
+    k_samples = 2 * m + 1
+    lag = int(round(1.0 / step_px))  # samples in 1 px
+    profile = np.empty(k_samples)
+    jac = np.empty((n, 5))
+    along = np.empty(n)
+    heights = np.empty(n)
+    found = 0
+    for k in range(n):
+        t = 2 * math.pi * k / n
+        ct, st = math.cos(t), math.sin(t)
+        lx, ly = a * ct, b * st
+        fx, fy = c * lx - s * ly, s * lx + c * ly  # the foot relative to the centre, image frame
+        # The outward normal is the gradient of the implicit form: (b cos t, a sin t) in the ellipse frame.
+        nu, nv = b * ct, a * st
+        norm = math.hypot(nu, nv)
+        if norm == 0.0:
+            continue
+        nu, nv = nu / norm, nv / norm
+        nx, ny = c * nu - s * nv, s * nu + c * nv
+        mx = min(max(int(round((cx + fx + 0.5) * sw / w - 0.5)), 0), sw - 1)
+        my = min(max(int(round((cy + fy + 0.5) * sh / h - 0.5)), 0), sh - 1)
+        if not seen[my, mx] >= threshold:
+            continue
+        inside = True
+        for i in range(k_samples):
+            d = (i - m) * step_px
+            x, y = cx + fx + nx * d, cy + fy + ny * d
+            if not (0.0 <= x <= w - 1 and 0.0 <= y <= h - 1):
+                inside = False
+                break
+            x0, y0 = min(int(x), w - 2), min(int(y), h - 2)
+            ax, ay = x - x0, y - y0
+            top = (1 - ax) * float(gray[y0, x0]) + ax * float(gray[y0, x0 + 1])
+            bottom = (1 - ax) * float(gray[y0 + 1, x0]) + ax * float(gray[y0 + 1, x0 + 1])
+            profile[i] = (1 - ay) * top + ay * bottom
+        if not inside:
+            continue
+        best, best_j = -math.inf, -1
+        for j in range(k_samples - 2 * lag):
+            v = profile[j + 2 * lag] - profile[j]
+            if v > best:
+                best, best_j = v, j
+        if best_j <= 0 or best_j >= k_samples - 2 * lag - 1 or not best > 0.0:
+            continue
+        y0v = profile[best_j - 1 + 2 * lag] - profile[best_j - 1]
+        y2v = profile[best_j + 1 + 2 * lag] - profile[best_j + 1]
+        denom = y0v - 2 * best + y2v
+        sub = 0.5 * (y0v - y2v) / denom if denom < 0 else 0.0
+        along[found] = (best_j + lag - m + sub) * step_px  # step j is centred on sample j + lag
+        heights[found] = best
+        jac[found, 0], jac[found, 1] = nx, ny
+        jac[found, 2], jac[found, 3] = nu * ct, nv * st
+        jac[found, 4] = ny * fx - nx * fy
+        found += 1
+    jtj = np.zeros((5, 5))
+    jtr = np.zeros(5)
+    kept = weighted = 0
+    if found == 0:
+        return jtj, jtr, kept, weighted
+    floor = 0.25 * np.median(heights[:found])
+    for i in range(found):
+        if not heights[i] > floor:
+            continue
+        kept += 1
+        r = along[i] / reach_px
+        if abs(r) >= 1.0:
+            continue
+        weighted += 1
+        wt = (1.0 - r * r) ** 2
+        for p in range(5):
+            jtr[p] += wt * jac[i, p] * along[i]
+            for q in range(5):
+                jtj[p, q] += wt * jac[i, p] * jac[i, q]
+    return jtj, jtr, kept, weighted
+
+
 # --- RANSAC over conics, in normalised coordinates (centroid at 0, unit RMS radius) ----------------------------
 # A conic is (A, B, C, D, E, F): A x^2 + B xy + C y^2 + D x + E y + F = 0. Every ellipse has A + C != 0, so
 # fixing A + C = 1 loses none and turns the homogeneous 6-unknown problem into a plain linear one:
