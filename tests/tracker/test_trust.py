@@ -64,7 +64,7 @@ def test_eye_free_images_get_no_ellipse_and_never_ok(tracker):
 
 def test_a_closing_lid_gives_no_pupil_on_the_slit_and_flags_or_drops_the_hidden_iris(tracker):
     slit, iris_wrongly_trusted = [], []
-    for seed in range(3):
+    for seed in range(5):  # the five clips of README "When to trust a result" (seed 4 once showed a slit pupil)
         for i, (image, truth) in enumerate(render_blink_clip(48, (320, 240), seed)):
             result = tracker(Frame(image, i, None))
             if truth.pupil_visible_fraction < SLIT_PUPIL_VISIBLE and result.pupil is not None:
@@ -131,3 +131,11 @@ def test_confidence_files_round_trip_and_refuse_other_features(tmp_path):
     path.write_text(path.read_text().replace('"size_model_px"', '"other"'))
     with pytest.raises(Exception, match="features"):
         ConfidenceModel.load(path)
+
+
+def test_a_pupil_flatter_than_its_limbus_is_the_cap_a_closing_lid_leaves():
+    iris = Ellipse(160, 120, 70, 66, 0.0)  # axis ratio 0.94: nearly face-on
+    assert priors.pupil_flatter_than_iris(Ellipse(151, 140, 13, 6.7, 3.0), iris)  # 0.52: the cap under a lid
+    assert not priors.pupil_flatter_than_iris(Ellipse(160, 120, 25, 24, 0.0), iris)
+    # Off-axis, the cornea makes the pupil look rounder than the limbus, never flatter.
+    assert not priors.pupil_flatter_than_iris(Ellipse(160, 120, 25, 20, 0.0), Ellipse(160, 120, 70, 49, 0.0))

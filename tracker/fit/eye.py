@@ -39,10 +39,12 @@ class FitConfig:
     min_semi_axis_model_px: float = 2.5
     # Boundaries refined on the full-resolution image (refine_on_image). The pupil: on the development set's
     # validation subjects its centre error went from 0.363 to 0.328 px (median) at refine_weight 0.8, chosen
-    # there from 0.3-1.0 (0.5: 0.336, 1.0: 0.334); the limbus, a soft step, got worse (2.084 -> 2.126 px).
+    # there from 0.3-1.0 (0.5: 0.335, 1.0: 0.334); the limbus, a soft step, got worse (2.084 -> 2.126 px).
     refine: tuple[str, ...] = ("pupil",)
     refine_search_model_px: float = 1.5  # how far along the normal the image edge is searched
     refine_weight: float = 0.8  # how far a refined centre moves to the image edge's
+    # A pupil flatter than its measured limbus is what a closing lid leaves of it (priors.pupil_flatter_than_iris).
+    drop_flatter_pupils: bool = True
 
     def __post_init__(self) -> None:
         # A NaN threshold once slipped through to the ridge kernel: reject what no edge map can satisfy.
@@ -312,6 +314,13 @@ def joint_fit(
     return iris, pupil
 
 
+def lid_cap(pupil: BoundaryFit, iris: BoundaryFit | None, config: FitConfig) -> bool:
+    """Whether the pupil is flatter than a limbus whose shape is measured: what a closing lid leaves of it."""
+    if iris is None or not iris.vertical_support or iris.constrained or not config.drop_flatter_pupils:
+        return False
+    return priors.pupil_flatter_than_iris(pupil.ellipse, iris.ellipse)
+
+
 def _support(fit: BoundaryFit) -> float:
     return fit.strength * fit.inlier_fraction**0.5 * min(1.0, fit.coverage / 0.7)
 
@@ -388,6 +397,8 @@ def fit_eye(
         confidence = scorer(name, ev)
         if confidence < scorer.drop_below[name]:
             continue
+        if name == "pupil" and confidence < scorer.trust_from[name] and lid_cap(fit, iris_fit, config):
+            continue  # unsure, and contradicting the limbus: a pupil is never reported on the slit
         e = fit.ellipse
         if gray is not None and name in config.refine:
             e = refine_on_image(gray, e, edges[:, :, channel], config) or e

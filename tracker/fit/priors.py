@@ -81,6 +81,15 @@ def iris_fits_frame(iris: Ellipse, frame_hw: tuple[int, int]) -> bool:
     )
 
 
+def pupil_flatter_than_iris(pupil: Ellipse, iris: Ellipse) -> bool:
+    """Whether the pupil looks flatter than its limbus by more than MAX_AXIS_RATIO_GAP.
+
+    The cornea makes a pupil look rounder than its limbus off-axis, never flatter (see MAX_AXIS_RATIO_GAP): a
+    much flatter "pupil" inside a measured limbus is the cap a closing lid leaves of it, or the slit.
+    """
+    return pupil.axis_ratio < iris.axis_ratio - MAX_AXIS_RATIO_GAP
+
+
 def pupil_shape_plausible(pupil: Ellipse) -> bool:
     """Whether an ellipse is round enough to be a pupil (see MIN_PUPIL_AXIS_RATIO)."""
     return pupil.axis_ratio >= MIN_PUPIL_AXIS_RATIO
