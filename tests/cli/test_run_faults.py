@@ -135,6 +135,22 @@ def test_a_disk_that_fills_mid_run_leaves_only_complete_lines(tmp_path, option, 
         assert lines[0].startswith("source,frame,") and all(line.count(",") == lines[0].count(",") for line in lines)
 
 
+def test_a_full_disk_on_the_first_run_runs_uncached_and_fails_only_on_its_results(tmp_path):
+    # No compiled-kernel cache yet (the first run after an install) and no room to write one: caching is an
+    # optimisation, so the run compiles, goes on, and fails where the results cannot be written, in one line.
+    clip = write_clip(tmp_path / "clip.mp4", 200)
+    proc = subprocess.run(
+        [*IRISTRACK, *run_args(str(clip), "--out", "r.jsonl", "--quiet")],
+        cwd=tmp_path,
+        env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cold-cache")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limit_file_size(9_000),
+    )
+    assert_one_error_line(proc, "cannot write results to r.jsonl: File too large")
+
+
 # --- signals --------------------------------------------------------------------------------------
 
 

@@ -436,4 +436,11 @@ def warm_up(input_hw: tuple[int, int] = (128, 128)) -> None:
     edges[:, :, IRIS], edges[:, :, PUPIL] = iris, pupil
     edges = cv2.GaussianBlur(edges, (5, 5), 1.0)
     for dtype in (np.uint8, np.uint16):  # the image evidence reads 8- and 16-bit frames
-        fit_eye(edges, input_hw, gray=np.full(input_hw, 100, dtype))
+        gray = np.full(input_hw, 100, dtype)
+        try:
+            fit_eye(edges, input_hw, gray=gray)
+        except OSError:
+            # numba compiled a kernel but could not write its cache (a full disk, a file-size limit): caching is
+            # an optimisation, so this process compiles without it rather than failing.
+            kernels.uncached()
+            fit_eye(edges, input_hw, gray=gray)

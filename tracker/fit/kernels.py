@@ -1,4 +1,4 @@
-"""Compiled inner loops of the fitting stage: ridge points, ellipse distances and the RANSAC search.
+"""Compiled inner loops of the fitting stage: ridge points, ellipse distances, the RANSAC search, the edge refinement.
 
 They are the per-frame work after inference. Written as NumPy they were ~150 small array calls per
 frame (1.9 ms of CPU, all of it holding the GIL, so the inference thread waited on the fitting thread);
@@ -25,12 +25,25 @@ import numpy as np  # noqa: E402
 _JIT = {"nogil": True, "error_model": "numpy"}
 
 
+_DISPATCHERS = []  # every compiled kernel, so a process can stop caching them all (uncached)
+
+
 def _compiled(fn):
     """numba.njit with the machine code cached on disk, or compiled per process where no cache is writable."""
     try:
-        return numba.njit(cache=True, **_JIT)(fn)
+        kernel = numba.njit(cache=True, **_JIT)(fn)
     except RuntimeError:  # "cannot cache function ...: no locator available" (read-only install, no home)
-        return numba.njit(cache=False, **_JIT)(fn)
+        kernel = numba.njit(cache=False, **_JIT)(fn)
+    _DISPATCHERS.append(kernel)
+    return kernel
+
+
+def uncached() -> None:
+    """Compile the kernels in this process only, writing no cache (after a write failed: a full disk, a limit)."""
+    from numba.core.caching import NullCache
+
+    for kernel in _DISPATCHERS:
+        kernel._cache = NullCache()
 
 
 @_compiled
