@@ -195,9 +195,9 @@ def fit_circle_robust(
 
 
 def damped_step(jtj: np.ndarray, jtr: np.ndarray) -> np.ndarray | None:
-    """A Gauss-Newton system (J^T W J (P, P), J^T W r (P,)) -> the lightly damped step; None when singular."""
-    jtj = jtj.copy()
-    # Light Levenberg damping: the angle of a near-circle (and short arcs) is otherwise unconstrained.
+    """A Gauss-Newton system (J^T W J (P, P), damped in place; J^T W r (P,)) -> the step; None when singular."""
+    # Both callers build jtj for this call alone, so it is damped in place, not copied. Light Levenberg
+    # damping: the angle of a near-circle (and short arcs) is otherwise unconstrained.
     jtj[np.diag_indices(len(jtj))] += 1e-6 * np.trace(jtj) + 1e-12
     try:
         step = np.linalg.solve(jtj, -jtr)
