@@ -38,7 +38,7 @@ class FitConfig:
     min_axis_ratio: float = 0.4
     min_semi_axis_model_px: float = 2.5
     # Boundaries refined on the full-resolution image (refine_on_image). The pupil: on the development set's
-    # validation subjects its centre error went from 0.363 to 0.328 px (median) at refine_weight 0.8, chosen
+    # validation subjects its centre error went from 0.362 to 0.328 px (median) at refine_weight 0.8, chosen
     # there from 0.3-1.0 (0.5: 0.335, 1.0: 0.334); the limbus, a soft step, got worse (2.084 -> 2.126 px).
     refine: tuple[str, ...] = ("pupil",)
     refine_search_model_px: float = 1.5  # how far along the normal the image edge is searched
