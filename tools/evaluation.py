@@ -263,11 +263,11 @@ def _equal_channels(mask: np.ndarray) -> bool:
     return bool((mask == mask[:, :, :1]).all())
 
 
-def _boundaries(mask: np.ndarray, path: Path) -> tuple[Ellipse | None, Ellipse | None]:
+def _boundaries(mask: np.ndarray, path: Path, true_hw: tuple[int, int] | None) -> tuple[Ellipse | None, Ellipse | None]:
     from tools.masks import boundaries_from_mask
 
     try:
-        found = boundaries_from_mask(mask, "auto")
+        found = boundaries_from_mask(mask, "auto", true_hw)
     except ValueError as exc:
         raise SourceError(f"cannot read ground truth from mask {path}: {exc}") from exc
     return found.iris, found.pupil
@@ -288,7 +288,7 @@ def read_entry(entry: EvalEntry, original_size: bool = True) -> EvalItem:
                 f"mask {entry.mask_path} is {mask.shape[1]}x{mask.shape[0]} but image {entry.image_path} is "
                 f"{image.shape[1]}x{image.shape[0]}: masks must match their images"
             )
-        iris, pupil = _boundaries(mask, entry.mask_path)
+        iris, pupil = _boundaries(mask, entry.mask_path, entry.original_hw)
     if original_size and entry.original_hw is not None and entry.original_hw != image.shape[:2]:
         # A resize from the stored to the original size is the map preprocess defines for frame -> model input.
         to_original = frame_to_model_affine(image.shape[:2], entry.original_hw)
@@ -377,7 +377,8 @@ def _ellipse_entries(root: Path) -> list[EvalEntry]:
     return entries
 
 
-def _original_hw(row: dict[str, str], where: str) -> tuple[int, int] | None:
+def original_hw_of(row: dict[str, str], where: str) -> tuple[int, int] | None:
+    """index.csv row -> its (original_height, original_width), None when absent; SourceError naming `where`."""
     h, w = (row.get("original_height") or "").strip(), (row.get("original_width") or "").strip()
     if not (h and w):
         return None
@@ -405,7 +406,7 @@ def _index_entries(root: Path, prefix: str | None) -> list[EvalEntry]:
             root / r["image"],
             root / r["mask"],
             subject=r["subject"],
-            original_hw=_original_hw(r, f"{index} row {i + 2}"),
+            original_hw=original_hw_of(r, f"{index} row {i + 2}"),
         )
         for i, r in rows
     ]

@@ -72,12 +72,15 @@ def split_mask(mask: np.ndarray, convention: str = "auto") -> tuple[np.ndarray, 
     return iris, _pupil_from_hole(iris)
 
 
-def boundaries_from_mask(mask: np.ndarray, convention: str = "auto") -> MaskBoundaries:
+def boundaries_from_mask(
+    mask: np.ndarray, convention: str = "auto", true_hw: tuple[int, int] | None = None
+) -> MaskBoundaries:
     """(H, W) mask (or (H, W, 3) BGR colour classes) -> limbus and pupil ellipses fitted to boundary edge midpoints.
 
     Limbus candidates: edges of iris-or-pupil against everything else (against the sclera only, for
     "openeds" and "rgb_classes"); pupil candidates: edges of pupil against iris only. The robust fit drops
-    the lid cuts.
+    the lid cuts. `true_hw`: the (H, W) the image really has when the mask was squashed to another size
+    (the development set's 224x224 copies); the shape checks are made there, where a pupil is round.
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
@@ -92,7 +95,8 @@ def boundaries_from_mask(mask: np.ndarray, convention: str = "auto") -> MaskBoun
     outside = (mask == OPENEDS_SCLERA) & ~eye if convention == "openeds" else ~eye
     # Pupil edges only where the pupil meets iris: never against a lid, the outside or the image border.
     pupil_fit = _fit(edge_midpoints(pupil, iris & ~pupil)) if pupil.sum() >= MIN_REGION_PX else None
-    iris_fit = _fit_iris(edge_midpoints(eye, outside), pupil_fit) if eye.sum() >= MIN_REGION_PX else None
+    to_true = _stretch(mask.shape[:2], true_hw)
+    iris_fit = _fit_iris(edge_midpoints(eye, outside), pupil_fit, to_true) if eye.sum() >= MIN_REGION_PX else None
     return MaskBoundaries(
         iris=iris_fit[0] if iris_fit else None,
         pupil=pupil_fit[0] if pupil_fit else None,
@@ -173,12 +177,15 @@ def _robust(xy: np.ndarray) -> EllipseFit | None:
     )
 
 
-def _fit_iris(xy: np.ndarray, pupil: tuple[Ellipse, np.ndarray] | None) -> tuple[Ellipse, np.ndarray] | None:
+def _fit_iris(
+    xy: np.ndarray, pupil: tuple[Ellipse, np.ndarray] | None, to_true: np.ndarray
+) -> tuple[Ellipse, np.ndarray] | None:
     """(N, 2) limbus candidates -> (ellipse, inlier points) consistent with the pupil, None if none is.
 
     When both lids cut the iris, the two curved lid lines and one side of the limbus can fit an ellipse
-    better than the two short visible sides of the limbus do. Such a fit sits far off the pupil centre;
-    drop its inliers (mostly lid) and fit the rest again.
+    better than the two short visible sides of the limbus do. Such a fit sits far off the pupil centre or
+    is much flatter than the pupil; drop its inliers (mostly lid) and fit the rest again. `to_true`: 2x3
+    map from mask pixels to the image's true geometry, where the checks are made.
     """
     remaining = xy
     for _ in range(IRIS_ATTEMPTS):
@@ -186,7 +193,7 @@ def _fit_iris(xy: np.ndarray, pupil: tuple[Ellipse, np.ndarray] | None) -> tuple
         if fit is None:
             return None
         e = fit.ellipse
-        if pupil is None or _pupil_consistent(e, pupil[0]):
+        if pupil is None or _pupil_consistent(e.affine(to_true), pupil[0].affine(to_true)):
             return e, xy[ellipse_distance_px(e, xy) <= MASK_INLIER_TOL_PX]
         remaining = remaining[~fit.inlier_mask]
     return None
@@ -200,6 +207,14 @@ def _pupil_consistent(iris: Ellipse, pupil: Ellipse) -> bool:
         and pupil.semi_major < iris.semi_major
         and abs(pupil.axis_ratio - iris.axis_ratio) <= MAX_AXIS_RATIO_GAP
     )
+
+
+def _stretch(mask_hw: tuple[int, int], true_hw: tuple[int, int] | None) -> np.ndarray:
+    """2x3 axis scaling from a squashed mask's pixels to the true image's (identity without `true_hw`)."""
+    if true_hw is None:
+        return np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    # Only the shape matters to the checks, so the pixel-centre offset of a resize is left out.
+    return np.array([[true_hw[1] / mask_hw[1], 0.0, 0.0], [0.0, true_hw[0] / mask_hw[0], 0.0]])
 
 
 def _class_map(mask: np.ndarray, convention: str) -> tuple[np.ndarray, str]:

@@ -31,7 +31,7 @@ from training.evidence import evidenced_arcs
 
 SPLITS = ("train", "val", "test")
 WEIGHTS_FILE = "model.weights.h5"  # Keras weights beside an exported model.onnx: what fine-tuning starts from
-LABEL_VERSION = 2  # bump when labelling changes, to invalidate cached labels
+LABEL_VERSION = 3  # bump when labelling changes, to invalidate cached labels
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,7 @@ class Record:
     name: str
     iris: Ellipse | None = None  # annotated whole-boundary ellipses of an ellipse set, image pixels
     pupil: Ellipse | None = None
+    original_hw: tuple[int, int] | None = None  # the true (H, W) of an image stored squashed to another size
 
     @property
     def source(self) -> str:
@@ -81,11 +82,19 @@ def find_records(data_dir: Path) -> list[Record]:
             raise FileNotFoundError(str(exc)) from None
     index = data_dir / "index.csv"
     if index.exists():
+        from tools.evaluation import original_hw_of
+
         with index.open(newline="") as f:
-            return [
-                Record(data_dir / row["image"], data_dir / row["mask"], row["subject"], row["image"])
-                for row in csv.DictReader(f)
-            ]
+            rows = list(csv.DictReader(f))
+        try:
+            # The true shape of a squashed image: the mask's limbus is checked against the pupil there.
+            sizes = [original_hw_of(row, f"{index} row {i + 2}") for i, row in enumerate(rows)]
+        except SourceError as exc:
+            raise FileNotFoundError(str(exc)) from None
+        return [
+            Record(data_dir / row["image"], data_dir / row["mask"], row["subject"], row["image"], original_hw=hw)
+            for row, hw in zip(rows, sizes, strict=True)
+        ]
     images, masks = data_dir / "images", data_dir / "masks"
     if not images.is_dir() or not masks.is_dir():
         raise FileNotFoundError(f"{data_dir}: expected index.csv, images/ + ellipses.csv, or images/ + masks/")
@@ -129,12 +138,16 @@ def sample_from_mask(
     mask: np.ndarray,
     input_hw: tuple[int, int] = INPUT_HW,
     convention: str = "auto",
+    true_hw: tuple[int, int] | None = None,
 ) -> EdgeSample:
-    """Full-resolution image and mask -> EdgeSample at model resolution (image resized like the runtime)."""
+    """Full-resolution image and mask -> EdgeSample at model resolution (image resized like the runtime).
+
+    `true_hw`: the image's original (H, W) when it is stored squashed (tools.masks checks shapes there).
+    """
     gray = _gray_u8(image)
     small = cv2.resize(gray, (input_hw[1], input_hw[0]), interpolation=cv2.INTER_AREA)
     to_model = frame_to_model_affine(gray.shape[:2], input_hw)
-    found = boundaries_from_mask(mask, convention)
+    found = boundaries_from_mask(mask, convention, true_hw)
     arcs: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
     for channel, ellipse, xy in ((0, found.iris, found.iris_xy), (1, found.pupil, found.pupil_xy)):
         if ellipse is not None and len(xy):
@@ -182,7 +195,7 @@ def _load_one(record: Record, input_hw: tuple[int, int]) -> EdgeSample | None:
         return None  # unreadable pairs are dropped (load_samples)
     if mask.ndim == 3:
         mask = mask[:, :, 0]
-    return sample_from_mask(record.name, record.subject, image, mask, input_hw)
+    return sample_from_mask(record.name, record.subject, image, mask, input_hw, true_hw=record.original_hw)
 
 
 def _load_chunk(records: list[Record], input_hw: tuple[int, int]) -> list[EdgeSample | None]:

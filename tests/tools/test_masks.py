@@ -212,6 +212,38 @@ def test_limbus_when_both_lids_cut_the_iris(convention):
     assert ellipse_distance_px(IRIS, b.iris_xy).max() < SIDE_ARCS_ON_CURVE_TOL_PX
 
 
+TRUE_HW = (280, 320)  # a CASIA-Interval frame, stored squashed to 224x224 in the development set
+
+
+def squashed_eye_under_flat_lids() -> np.ndarray:
+    """224x224 "hole" mask of a round 110 px iris cut by lids along one flat ellipse, as stored from 320x280.
+
+    The lid ellipse (125 x 85 px, axis ratio 0.68) is concentric with the pupil and longer in the mask than
+    the two side arcs of the limbus left between the lids, so it has more edge points than the limbus.
+    """
+    iris, lids, pupil = (Ellipse(160.0, 140.0, r1, r2, 0.0) for r1, r2 in ((110.0, 110.0), (125.0, 85.0), (38.0, 38.0)))
+    sx, sy = W / TRUE_HW[1], H / TRUE_HW[0]
+    squash = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
+    iris, lids, pupil = (e.affine(squash) for e in (iris, lids, pupil))
+    return np.where(inside(iris) & inside(lids) & ~inside(pupil), 255, 0).astype(np.uint8)
+
+
+def test_a_squashed_mask_is_checked_in_its_true_shape_so_flat_lid_lines_do_not_win_the_limbus():
+    # Squashed to a square, the lid ellipse's axis ratio (0.78) is within 0.2 of the pupil's (0.875); in
+    # the true 320x280 frame it is 0.68 against a round pupil: the lids, not the limbus (the development
+    # set had 118 of 4,879 limbus truths on the lid lines this way).
+    mask = squashed_eye_under_flat_lids()
+    lid_fit = boundaries_from_mask(mask).iris
+    true_fit = boundaries_from_mask(mask, true_hw=TRUE_HW).iris
+    sx, sy = TRUE_HW[1] / W, TRUE_HW[0] / H
+    to_true = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
+    lid_fit, true_fit = lid_fit.affine(to_true), true_fit.affine(to_true)
+    assert lid_fit.axis_ratio < 0.75  # the old reading: the lid lines
+    assert math.hypot(true_fit.cx - 160.0, true_fit.cy - 140.0) < CENTER_TOL_PX * sx
+    assert abs(true_fit.semi_major - 110.0) < SIDE_ARCS_AXIS_TOL_PX * sx
+    assert abs(true_fit.semi_minor - 110.0) < 2 * SIDE_ARCS_AXIS_TOL_PX * sx
+
+
 # --- colour-class masks (MOBIUS: RGB red sclera, green iris, blue pupil; arrays in OpenCV's BGR order) --------
 
 BGR = {"sclera": (0, 0, 255), "iris": (0, 255, 0), "pupil": (255, 0, 0)}  # RGB red, green, blue as BGR
