@@ -231,7 +231,7 @@ def squashed_eye_under_flat_lids() -> np.ndarray:
 def test_a_squashed_mask_is_checked_in_its_true_shape_so_flat_lid_lines_do_not_win_the_limbus():
     # Squashed to a square, the lid ellipse's axis ratio (0.78) is within 0.2 of the pupil's (0.875); in
     # the true 320x280 frame it is 0.68 against a round pupil: the lids, not the limbus (the development
-    # set had 118 of 4,879 limbus truths on the lid lines this way).
+    # set had 108 of 4,879 limbus truths on the lid lines this way).
     mask = squashed_eye_under_flat_lids()
     lid_fit = boundaries_from_mask(mask).iris
     true_fit = boundaries_from_mask(mask, true_hw=TRUE_HW).iris

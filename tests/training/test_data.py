@@ -110,3 +110,26 @@ def test_training_negatives_have_no_edges_and_no_lone_dark_discs():
     assert len(samples) == 30 and all(s.image.shape == (64, 64) and s.arcs == ([], []) for s in samples)
     assert not any("dark_disc" in s.name for s in samples)  # a lone dark disc may be a real pupil close-up
     assert len({s.name for s in samples}) == 30
+
+
+def test_an_index_of_squashed_masks_labels_the_limbus_not_the_lid_lines(tmp_path):
+    # The development set's layout: 224x224 copies of 320x280 frames, index.csv giving the original size.
+    # Checked in the squashed mask, the flat lid ellipse passes for the limbus and its lines get labelled.
+    from tests.tools.test_masks import TRUE_HW, squashed_eye_under_flat_lids
+
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    mask = squashed_eye_under_flat_lids()
+    cv2.imwrite(str(root / "images" / "a.png"), np.full(mask.shape, 128, np.uint8))
+    cv2.imwrite(str(root / "masks" / "a.png"), mask)
+    (root / "index.csv").write_text(
+        f"image,mask,subject,original_height,original_width\nimages/a.png,masks/a.png,s1,{TRUE_HW[0]},{TRUE_HW[1]}\n"
+    )
+    (record,) = find_records(root)
+    assert record.original_hw == TRUE_HW
+    sample = training.data._load_one(record, (128, 128))
+    points = np.concatenate(sample.arcs[0])
+    # The limbus is round in the true frame: in model pixels centred at (63.5, 63.5), semi-axes 44 x 50 px.
+    u, v = (points[:, 0] - 63.5) / (110 * 128 / 320), (points[:, 1] - 63.5) / (110 * 128 / 280)
+    assert np.abs(np.hypot(u, v) - 1).max() < 0.05  # every labelled point on the limbus, none on a lid line
