@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from tracker.fit.geometry import EllipseFit, ellipse_distance_px, fit_ellipse_robust
+from tracker.preprocess import frame_to_model_affine
 from tracker.structures import Ellipse
 
 CONVENTIONS = ("auto", "hole", "labels", "openeds", "rgb_classes")
@@ -97,7 +98,8 @@ def boundaries_from_mask(
     outside = (mask == OPENEDS_SCLERA) & ~eye if convention == "openeds" else ~eye
     # Pupil edges only where the pupil meets iris: never against a lid, the outside or the image border.
     pupil_fit = _fit(edge_midpoints(pupil, iris & ~pupil)) if pupil.sum() >= MIN_REGION_PX else None
-    to_true = _stretch(mask.shape[:2], true_hw)
+    # The resize the squash undoes (the runtime's one frame-to-model map); without a true size, the mask's own.
+    to_true = frame_to_model_affine(mask.shape[:2], true_hw or mask.shape[:2])
     iris_fit = _fit_iris(edge_midpoints(eye, outside), pupil_fit, to_true) if eye.sum() >= MIN_REGION_PX else None
     return MaskBoundaries(
         iris=iris_fit[0] if iris_fit else None,
@@ -190,12 +192,13 @@ def _fit_iris(
     map from mask pixels to the image's true geometry, where the checks are made.
     """
     remaining = xy
+    true_pupil = pupil[0].affine(to_true) if pupil is not None else None
     for _ in range(IRIS_ATTEMPTS):
         fit = _robust(remaining)
         if fit is None:
             return None
         e = fit.ellipse
-        if pupil is None or _pupil_consistent(e.affine(to_true), pupil[0].affine(to_true)):
+        if true_pupil is None or _pupil_consistent(e.affine(to_true), true_pupil):
             return e, xy[ellipse_distance_px(e, xy) <= MASK_INLIER_TOL_PX]
         remaining = remaining[~fit.inlier_mask]
     return None
@@ -209,14 +212,6 @@ def _pupil_consistent(iris: Ellipse, pupil: Ellipse) -> bool:
         and pupil.semi_major < iris.semi_major
         and abs(pupil.axis_ratio - iris.axis_ratio) <= MAX_AXIS_RATIO_GAP
     )
-
-
-def _stretch(mask_hw: tuple[int, int], true_hw: tuple[int, int] | None) -> np.ndarray:
-    """2x3 axis scaling from a squashed mask's pixels to the true image's (identity without `true_hw`)."""
-    if true_hw is None:
-        return np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    # Only the shape matters to the checks, so the pixel-centre offset of a resize is left out.
-    return np.array([[true_hw[1] / mask_hw[1], 0.0, 0.0], [0.0, true_hw[0] / mask_hw[0], 0.0]])
 
 
 def _class_map(mask: np.ndarray, convention: str) -> tuple[np.ndarray, str]:

@@ -20,6 +20,7 @@ from tools.masks import (
     visible_arcs,
 )
 from tracker.fit.geometry import ellipse_distance_px
+from tracker.preprocess import frame_to_model_affine
 from tracker.structures import Ellipse
 
 CENTER_TOL_PX = 0.5  # fit to the edge midpoints of a rasterised ellipse
@@ -222,8 +223,7 @@ def squashed_eye_under_flat_lids() -> np.ndarray:
     the two side arcs of the limbus left between the lids, so it has more edge points than the limbus.
     """
     iris, lids, pupil = (Ellipse(160.0, 140.0, r1, r2, 0.0) for r1, r2 in ((110.0, 110.0), (125.0, 85.0), (38.0, 38.0)))
-    sx, sy = W / TRUE_HW[1], H / TRUE_HW[0]
-    squash = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
+    squash = frame_to_model_affine(TRUE_HW, (H, W))
     iris, lids, pupil = (e.affine(squash) for e in (iris, lids, pupil))
     return np.where(inside(iris) & inside(lids) & ~inside(pupil), 255, 0).astype(np.uint8)
 
@@ -235,8 +235,8 @@ def test_a_squashed_mask_is_checked_in_its_true_shape_so_flat_lid_lines_do_not_w
     mask = squashed_eye_under_flat_lids()
     lid_fit = boundaries_from_mask(mask).iris
     true_fit = boundaries_from_mask(mask, true_hw=TRUE_HW).iris
-    sx, sy = TRUE_HW[1] / W, TRUE_HW[0] / H
-    to_true = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
+    sx = TRUE_HW[1] / W
+    to_true = frame_to_model_affine((H, W), TRUE_HW)
     lid_fit, true_fit = lid_fit.affine(to_true), true_fit.affine(to_true)
     assert lid_fit.axis_ratio < 0.75  # the old reading: the lid lines
     assert math.hypot(true_fit.cx - 160.0, true_fit.cy - 140.0) < CENTER_TOL_PX * sx
