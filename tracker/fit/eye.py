@@ -118,25 +118,12 @@ def boundary_points(prob: np.ndarray, frame_hw: tuple[int, int], config: FitConf
     )
 
 
-def _vertical_support(e: Ellipse, xy: np.ndarray) -> bool:
-    """Whether any point lies within 45 degrees of straight above or below the centre."""
-    dx, dy = xy[:, 0] - e.cx, xy[:, 1] - e.cy
-    return bool((np.abs(dy) > np.abs(dx)).any())
-
-
 def _boundary_fit(
     e: Ellipse, pts: Points, inliers: np.ndarray, coverage: float, constrained: bool, rms_px: float
 ) -> BoundaryFit:
-    xy = pts.xy[inliers]
+    count, strength, vertical = kernels.inlier_support(pts.xy, pts.peaks, inliers, e.cx, e.cy)
     return BoundaryFit(
-        e,
-        float(pts.peaks[inliers].mean()) if inliers.any() else 0.0,
-        float(inliers.sum()) / max(len(pts.xy), 1),
-        coverage,
-        rms_px / pts.tol_px,
-        _vertical_support(e, xy),
-        constrained,
-        pts.px_per_model,
+        e, strength, count / max(len(pts.xy), 1), coverage, rms_px / pts.tol_px, vertical, constrained, pts.px_per_model
     )
 
 
@@ -263,7 +250,10 @@ def refine_on_image(gray: np.ndarray, e: Ellipse, visible_prob: np.ndarray, conf
 
 def pupil_fits_iris(pupil: Ellipse, iris: Ellipse) -> bool:
     """The pupil lies inside the iris (5% slack for fitting noise) and is clearly smaller than it."""
-    return bool(iris.contains(*pupil.points(16).T, scale=1.05).all()) and pupil.semi_major < 0.92 * iris.semi_major
+    return pupil.semi_major < 0.92 * iris.semi_major and kernels.ellipse_inside(
+        pupil.cx, pupil.cy, pupil.semi_major, pupil.semi_minor, pupil.angle_rad,
+        iris.cx, iris.cy, iris.semi_major, iris.semi_minor, iris.angle_rad, 1.05, 16,
+    )  # fmt: skip
 
 
 def _one_eye(pupil: BoundaryFit, iris: BoundaryFit) -> bool:

@@ -52,17 +52,22 @@ def fit_ellipse_lsq(xy: np.ndarray) -> Ellipse | None:
     return _fit_direct(xy, _spread_px(xy))
 
 
-def _fit_direct(xy: np.ndarray, spread_px: float) -> Ellipse | None:
-    """(N >= 5, 2) finite pixels -> cv2.fitEllipseDirect ellipse if plausible for points of this spread."""
+def _fit_direct(xy: np.ndarray, spread_px: float, keep: np.ndarray | None = None) -> Ellipse | None:
+    """(N, 2) finite pixels (those where `keep`, (N,) bool) -> cv2.fitEllipseDirect ellipse if plausible.
+
+    None for fewer than 5 points or an implausible ellipse.
+    """
     # fitEllipseDirect always returns an ellipse (never a hyperbola); centring first keeps float32 precise.
-    mean = xy.mean(axis=0)
+    centred, mx, my = kernels.centred_f32(xy, _ALL if keep is None else keep)
+    if len(centred) < 5:
+        return None
     try:
-        (cx, cy), (w, h), angle_deg = cv2.fitEllipseDirect((xy - mean).astype(np.float32))
+        (cx, cy), (w, h), angle_deg = cv2.fitEllipseDirect(centred)
     except cv2.error:
         return None
     if not all(math.isfinite(v) for v in (cx, cy, w, h, angle_deg)):
         return None
-    e = Ellipse.from_cv2(((cx + mean[0], cy + mean[1]), (w, h), angle_deg))
+    e = Ellipse.from_cv2(((cx + mx, cy + my), (w, h), angle_deg))
     return e if _plausible(e, spread_px) else None
 
 
@@ -131,20 +136,21 @@ def fit_ellipse_robust(
     """
     xy = np.ascontiguousarray(xy, dtype=np.float64).reshape(-1, 2)
     n = len(xy)
-    if n < max(min_points, 5) or not np.isfinite(xy).all():
+    if n < max(min_points, 5):
         return None
-    mean = xy.mean(axis=0)
-    centred = xy - mean
-    scale = max(math.sqrt(float(np.einsum("ij,ij->", centred, centred)) / n), 1e-9)
-    seed_fit, seed_inliers = _trimmed_direct(xy, inlier_tol_px, scale, min_points)
-    seed_count = int(np.count_nonzero(seed_inliers)) if seed_inliers is not None else 0
+    mx, my, scale = kernels.centroid_spread(xy)
+    if not math.isfinite(scale):
+        return None
+    scale = max(scale, 1e-9)
+    seed_fit, seed_inliers, seed_count = _trimmed_direct(xy, inlier_tol_px, scale, min_points)
     if seed_fit is not None and seed_count >= max(min_points, EARLY_EXIT_INLIER_FRACTION * n):
         return _refine(
             xy, seed_inliers, inlier_tol_px, min_points, _fit_direct, _ellipse_step, scale, seed_fit, geometric_steps
         )
+    mean = np.array([mx, my])
     seed_conic = np.empty(0) if seed_fit is None else _conic_of(seed_fit, mean, scale)
     best = kernels.ransac_conic(
-        centred / scale,
+        (xy - mean) / scale,
         (inlier_tol_px / scale) ** 2,
         seed_conic,
         seed_count,
@@ -195,15 +201,10 @@ def fit_circle_robust(
 
 
 def damped_step(jtj: np.ndarray, jtr: np.ndarray) -> np.ndarray | None:
-    """A Gauss-Newton system (J^T W J (P, P), damped in place; J^T W r (P,)) -> the step; None when singular."""
-    # Both callers build jtj for this call alone, so it is damped in place, not copied. Light Levenberg
-    # damping: the angle of a near-circle (and short arcs) is otherwise unconstrained.
-    jtj[np.diag_indices(len(jtj))] += 1e-6 * np.trace(jtj) + 1e-12
-    try:
-        step = np.linalg.solve(jtj, -jtr)
-    except np.linalg.LinAlgError:
-        return None
-    return step if np.isfinite(step).all() else None
+    """A Gauss-Newton system (J^T W J (P, P), consumed; J^T W r (P,)) -> the damped step; None when singular."""
+    # Both callers build jtj for this call alone, so it is damped and eliminated in place, not copied.
+    step = kernels.damped_solve(jtj, np.asarray(jtr, dtype=np.float64))
+    return step if len(step) else None
 
 
 # --- internals ---------------------------------------------------------------------------------------------
@@ -241,48 +242,39 @@ def _refine(
         e = nxt
         if moved_px < CONVERGED_STEP_PX:
             break
-    d = _distance_px(e, xy, foot)
-    inliers = d <= tol_px
-    if np.count_nonzero(inliers) < min_points:
-        return None
-    d_in = d[inliers]
-    return EllipseFit(
-        ellipse=e,
-        inlier_mask=inliers,
-        rms_residual_px=float(np.sqrt(np.mean(d_in * d_in))),
-        inlier_fraction=float(inliers.mean()),
-        angular_coverage=angular_coverage(e, xy[inliers]),
+    warm_cs, iterations = (_NO_WARM, FOOT_ITERATIONS) if foot is None else (foot[1], 1)
+    inliers, count, rms_px, coverage = kernels.inlier_summary(
+        e.cx, e.cy, e.semi_major, e.semi_minor, e.angle_rad, xy, warm_cs, iterations, tol_px, COVERAGE_BINS
     )
+    if count < min_points:
+        return None
+    return EllipseFit(e, inliers, rms_px, count / len(xy), coverage)
 
 
 def _trimmed_direct(
     xy: np.ndarray, tol_px: float, spread_px: float, min_points: int
-) -> tuple[Ellipse | None, np.ndarray | None]:
-    """(N, 2) pixels -> a direct fit refitted on its own points within tolerance until they settle, and those points.
+) -> tuple[Ellipse | None, np.ndarray | None, int]:
+    """(N, 2) pixels -> (a direct fit refitted on its own points within tolerance until they settle, those, count).
 
     Cheap and exact when outliers are few; with a dense lid line it may settle on a compromise, which the
     RANSAC hypotheses it then competes with outscore.
     """
     e = _fit_direct(xy, spread_px)
     if e is None:
-        return None, None
-    fitted_on = None
+        return None, None, 0
+    fitted_on = _NONE
     for _ in range(SEED_ROUNDS):
-        inliers = _sampson_px(e, xy) <= tol_px
-        if fitted_on is not None and np.array_equal(inliers, fitted_on):
-            return e, inliers
-        if np.count_nonzero(inliers) < max(min_points, 5):
-            return e, inliers
-        nxt = _fit_direct(xy[inliers], spread_px)
+        inliers, count, settled = kernels.sampson_inliers(
+            e.cx, e.cy, e.semi_major, e.semi_minor, e.angle_rad, xy, tol_px, fitted_on
+        )
+        if settled or count < max(min_points, 5):
+            return e, inliers, count
+        nxt = _fit_direct(xy, spread_px, inliers)
         if nxt is None:
-            return e, inliers
+            return e, inliers, count
         e, fitted_on = nxt, inliers
-    return e, _sampson_px(e, xy) <= tol_px
-
-
-def _sampson_px(e: Ellipse, xy: np.ndarray) -> np.ndarray:
-    """(N, 2) pixels -> (N,) unsigned Sampson distance to the ellipse (first-order orthogonal distance), pixels."""
-    return kernels.sampson_px(e.cx, e.cy, e.semi_major, e.semi_minor, e.angle_rad, xy)
+    inliers, count, _ = kernels.sampson_inliers(e.cx, e.cy, e.semi_major, e.semi_minor, e.angle_rad, xy, tol_px, _NONE)
+    return e, inliers, count
 
 
 def _conic_of(e: Ellipse, mean: np.ndarray, scale: float) -> np.ndarray:
@@ -364,6 +356,7 @@ def _circle_step(e: Ellipse, xy: np.ndarray, tol_px: float, warm: Foot | None) -
 
 Foot = tuple[np.ndarray, np.ndarray]  # (2, N) points (u, v) in the ellipse frame; (2, N) (cos t, sin t) of the foot
 _NO_WARM = np.empty((2, 0))
+_ALL = _NONE = np.empty(0, dtype=bool)  # an empty mask: every point (kernels.centred_f32), no set (sampson_inliers)
 
 
 def _distance_px(e: Ellipse, xy: np.ndarray, warm: Foot | None = None, iterations: int = FOOT_ITERATIONS) -> np.ndarray:

@@ -1,11 +1,13 @@
-"""Compiled inner loops of the fitting stage: ridge points, ellipse distances, the RANSAC search, the edge refinement.
+"""Compiled inner loops of the fitting stage: ridge points, ellipse distances, inlier summaries, RANSAC, refinement.
 
 They are the per-frame work after inference. Written as NumPy they were ~150 small array calls per
 frame (1.9 ms of CPU, all of it holding the GIL, so the inference thread waited on the fitting thread);
 compiled with numba they run without the GIL (`nogil`) and in a fraction of the time. `cache=True`
 keeps the machine code in ~/.cache/iristrack/numba (tracker.paths.cache_dir; a NUMBA_CACHE_DIR the user
 set wins), so only the first run after an install compiles (seconds) and nothing is written beside the
-installed package.
+installed package. The seed fit's and the inlier summaries' kernels (centred_f32, sampson_inliers,
+inlier_summary, inlier_support) and the one-eye containment check replaced NumPy expressions of a few
+microseconds each, called several times per boundary: together ~0.3 ms of a close-up frame's fit stage.
 Pure functions on arrays; the geometry module wraps them in typed results.
 """
 
@@ -55,42 +57,45 @@ def ridge_points(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
     kept when it stays inside the pixel and the profile across the ridge is a maximum.
     """
     h, w = prob.shape
-    candidates = 0  # counted first, so the outputs are sized by the edge length, not the image
+    # One scan collects the candidates (flat indices), so the outputs are sized by the edge length, not the
+    # image, and the Hessian work visits only them (a second full scan cost as much as the counting one).
+    at = np.empty(max(h - 2, 0) * max(w - 2, 0), dtype=np.int32)
+    candidates = 0
     for y in range(1, h - 1):
         for x in range(1, w - 1):
-            candidates += prob[y, x] >= threshold
+            if prob[y, x] >= threshold:  # NaN never passes
+                at[candidates] = y * w + x
+                candidates += 1
     xy = np.empty((candidates, 2))
     peaks = np.empty(candidates)
     n = 0
-    for y in range(1, h - 1):
-        for x in range(1, w - 1):
-            c = float(prob[y, x])
-            if not c >= threshold or n == candidates:  # the counting predicate exactly: NaN never passes either
-                continue
-            left, right = float(prob[y, x - 1]), float(prob[y, x + 1])
-            up, down = float(prob[y - 1, x]), float(prob[y + 1, x])
-            gx, gy = (right - left) * 0.5, (down - up) * 0.5
-            hxx, hyy = right - 2 * c + left, down - 2 * c + up
-            hxy = (
-                float(prob[y + 1, x + 1])
-                - float(prob[y + 1, x - 1])
-                - float(prob[y - 1, x + 1])
-                + float(prob[y - 1, x - 1])
-            ) * 0.25
-            lam = (hxx + hyy) * 0.5 - math.sqrt(((hxx - hyy) * 0.5) ** 2 + hxy * hxy)
-            nx, ny = hxy, lam - hxx
-            if abs(nx) + abs(ny) < 1e-9:
-                nx, ny = lam - hyy, hxy
-            norm = math.hypot(nx, ny) + 1e-12
-            nx, ny = nx / norm, ny / norm
-            curvature = hxx * nx * nx + 2 * hxy * nx * ny + hyy * ny * ny
-            if not curvature < 0:
-                continue
-            t = -(gx * nx + gy * ny) / curvature
-            if abs(t * nx) <= 0.5 and abs(t * ny) <= 0.5:
-                xy[n, 0], xy[n, 1] = x + t * nx, y + t * ny
-                peaks[n] = c
-                n += 1
+    for i in range(candidates):
+        y, x = divmod(at[i], w)
+        c = float(prob[y, x])
+        left, right = float(prob[y, x - 1]), float(prob[y, x + 1])
+        up, down = float(prob[y - 1, x]), float(prob[y + 1, x])
+        gx, gy = (right - left) * 0.5, (down - up) * 0.5
+        hxx, hyy = right - 2 * c + left, down - 2 * c + up
+        hxy = (
+            float(prob[y + 1, x + 1])
+            - float(prob[y + 1, x - 1])
+            - float(prob[y - 1, x + 1])
+            + float(prob[y - 1, x - 1])
+        ) * 0.25
+        lam = (hxx + hyy) * 0.5 - math.sqrt(((hxx - hyy) * 0.5) ** 2 + hxy * hxy)
+        nx, ny = hxy, lam - hxx
+        if abs(nx) + abs(ny) < 1e-9:
+            nx, ny = lam - hyy, hxy
+        norm = math.sqrt(nx * nx + ny * ny) + 1e-12  # not math.hypot: slower, and nothing here can overflow
+        nx, ny = nx / norm, ny / norm
+        curvature = hxx * nx * nx + 2 * hxy * nx * ny + hyy * ny * ny
+        if not curvature < 0:
+            continue
+        t = -(gx * nx + gy * ny) / curvature
+        if abs(t * nx) <= 0.5 and abs(t * ny) <= 0.5:
+            xy[n, 0], xy[n, 1] = x + t * nx, y + t * ny
+            peaks[n] = c
+            n += 1
     return xy[:n], peaks[:n]
 
 
@@ -107,6 +112,106 @@ def sampson_px(cx: float, cy: float, a: float, b: float, angle_rad: float, xy: n
         gu, gv = u * ia2, v * ib2
         out[i] = abs(u * gu + v * gv - 1.0) / (2.0 * math.sqrt(gu * gu + gv * gv) + 1e-300)
     return out
+
+
+@_compiled
+def centroid_spread(xy: np.ndarray) -> tuple[float, float, float]:
+    """(N >= 1, 2) pixels -> (mean x, mean y, RMS distance to the mean); NaN spread when any point is not finite."""
+    sx = sy = 0.0
+    n = len(xy)
+    for i in range(n):
+        sx += xy[i, 0]
+        sy += xy[i, 1]
+    mx, my = sx / n, sy / n
+    sq = 0.0
+    for i in range(n):
+        dx, dy = xy[i, 0] - mx, xy[i, 1] - my
+        sq += dx * dx + dy * dy
+    return mx, my, (math.sqrt(sq / n) if math.isfinite(sq) else math.nan)
+
+
+@_compiled
+def centred_f32(xy: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """(N, 2) pixels, (N,) bool (or (0,) for all) -> ((M, 2) float32 kept points minus their mean, mean x, mean y).
+
+    The input of cv2.fitEllipseDirect, centred so float32 stays precise; the mean is summed in order, as NumPy's.
+    """
+    every = len(keep) == 0
+    sx = sy = 0.0
+    m = 0
+    for i in range(len(xy)):
+        if every or keep[i]:
+            sx += xy[i, 0]
+            sy += xy[i, 1]
+            m += 1
+    out = np.empty((m, 2), dtype=np.float32)
+    if m == 0:
+        return out, math.nan, math.nan
+    mx, my = sx / m, sy / m
+    j = 0
+    for i in range(len(xy)):
+        if every or keep[i]:
+            out[j, 0], out[j, 1] = xy[i, 0] - mx, xy[i, 1] - my
+            j += 1
+    return out, mx, my
+
+
+@_compiled
+def sampson_inliers(
+    cx: float, cy: float, a: float, b: float, angle_rad: float, xy: np.ndarray, tol_px: float, previous: np.ndarray
+) -> tuple[np.ndarray, int, bool]:
+    """(N, 2) pixels -> ((N,) bool within tol_px Sampson distance, their count, whether they equal `previous`).
+
+    `previous` is an (N,) bool inlier set of an earlier fit, or (0,) for none (never equal).
+    """
+    d = sampson_px(cx, cy, a, b, angle_rad, xy)
+    inliers = d <= tol_px
+    same = len(previous) == len(inliers)
+    count = 0
+    for i in range(len(inliers)):
+        count += inliers[i]
+        if same and inliers[i] != previous[i]:
+            same = False
+    return inliers, count, same
+
+
+@_compiled
+def inlier_summary(
+    cx: float,
+    cy: float,
+    a: float,
+    b: float,
+    angle_rad: float,
+    xy: np.ndarray,
+    warm_cs: np.ndarray,
+    iterations: int,
+    tol_px: float,
+    bins: int,
+) -> tuple[np.ndarray, int, float, float]:
+    """(N, 2) pixels -> the points within tol_px orthogonal distance: ((N,) bool, count, RMS distance px, coverage).
+
+    Distances as foot_points (from `warm_cs` when given); coverage as angular_coverage over those points.
+    """
+    uv, cs = foot_points(cx, cy, a, b, angle_rad, xy, warm_cs, iterations)
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    pa, pb = max(a, 1e-9), max(b, 1e-9)  # the parametric angle's scales, as angular_coverage
+    n = len(xy)
+    inliers = np.empty(n, dtype=np.bool_)
+    hit = np.zeros(bins, dtype=np.bool_)
+    count = 0
+    sq = 0.0
+    for i in range(n):
+        du, dv = uv[0, i] - cs[0, i] * a, uv[1, i] - cs[1, i] * b
+        d = math.sqrt(du * du + dv * dv)
+        inliers[i] = d <= tol_px
+        if inliers[i]:
+            count += 1
+            sq += d * d
+            dx, dy = xy[i, 0] - cx, xy[i, 1] - cy
+            t = math.atan2((-s * dx + c * dy) / pb, (c * dx + s * dy) / pa)
+            hit[int(math.floor((t % (2 * math.pi)) * (bins / (2 * math.pi)))) % bins] = True
+    rms = math.sqrt(sq / count) if count else math.nan
+    return inliers, count, rms, np.count_nonzero(hit) / bins
 
 
 @_compiled
@@ -139,10 +244,11 @@ def foot_points(
             eu, ev = (k / a) * tu * tu * tu, (-k / b) * tv * tv * tv  # evolute point of the current estimate
             ru, rv = a * tu - eu, b * tv - ev
             qu, qv = pu - eu, pv - ev
-            scale = math.hypot(ru, rv) / max(math.hypot(qu, qv), 1e-12)
+            # sqrt, not math.hypot: its overflow care costs 2x here and pixel-scale values cannot overflow.
+            scale = math.sqrt((ru * ru + rv * rv) / max(qu * qu + qv * qv, 1e-24))
             qu = min(max((qu * scale + eu) / a, 0.0), 1.0)
             qv = min(max((qv * scale + ev) / b, 0.0), 1.0)
-            qn = max(math.hypot(qu, qv), 1e-12)
+            qn = max(math.sqrt(qu * qu + qv * qv), 1e-12)
             tu, tv = qu / qn, qv / qn
         cs[0, i], cs[1, i] = math.copysign(tu, u), math.copysign(tv, v)
     return uv, cs
@@ -162,6 +268,55 @@ def angular_coverage(cx: float, cy: float, a: float, b: float, angle_rad: float,
         t = math.atan2((-s * dx + c * dy) / b, (c * dx + s * dy) / a)
         hit[int(math.floor((t % (2 * math.pi)) * (bins / (2 * math.pi)))) % bins] = True
     return np.count_nonzero(hit) / bins
+
+
+@_compiled
+def inlier_support(
+    xy: np.ndarray, peaks: np.ndarray, inliers: np.ndarray, cx: float, cy: float
+) -> tuple[int, float, bool]:
+    """(N, 2) points, (N,) peaks, (N,) inlier mask, a centre -> (inlier count, their mean peak, vertical support).
+
+    The mean peak is 0 without inliers; vertical support: an inlier within 45 degrees of straight above or below.
+    """
+    count = 0
+    total = 0.0
+    vertical = False
+    for i in range(len(xy)):
+        if inliers[i]:
+            count += 1
+            total += peaks[i]
+            vertical = vertical or abs(xy[i, 1] - cy) > abs(xy[i, 0] - cx)
+    return count, (total / count if count else 0.0), vertical
+
+
+@_compiled
+def ellipse_inside(
+    cx: float,
+    cy: float,
+    a: float,
+    b: float,
+    angle_rad: float,
+    ocx: float,
+    ocy: float,
+    oa: float,
+    ob: float,
+    o_angle_rad: float,
+    scale: float,
+    n: int,
+) -> bool:
+    """Whether n points evenly spaced in one ellipse's parametric angle lie inside another grown by `scale`."""
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    oc, os_ = math.cos(o_angle_rad), math.sin(o_angle_rad)
+    ia, ib = 1.0 / max(scale * oa, 1e-12), 1.0 / max(scale * ob, 1e-12)
+    step = 2 * math.pi / n
+    for k in range(n):
+        t = k * step
+        x, y = a * math.cos(t), b * math.sin(t)
+        dx, dy = cx + c * x - s * y - ocx, cy + s * x + c * y - ocy
+        u, v = (dx * oc + dy * os_) * ia, (-dx * os_ + dy * oc) * ib
+        if not u * u + v * v <= 1.0:
+            return False
+    return True
 
 
 @_compiled
@@ -310,30 +465,51 @@ def _design_row(x: float, y: float, row: np.ndarray) -> float:
 
 
 @_compiled
-def _solve5(m: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> bool:
-    """Solve the 5x5 system m z = rhs in place (Gaussian elimination, partial pivoting); False when singular."""
-    for col in range(5):
+def _solve(m: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> bool:
+    """Solve the small n x n system m z = rhs in place (Gaussian elimination, partial pivoting); False when singular."""
+    n = len(m)
+    for col in range(n):
         pivot = col
-        for r in range(col + 1, 5):
+        for r in range(col + 1, n):
             if abs(m[r, col]) > abs(m[pivot, col]):
                 pivot = r
         if not abs(m[pivot, col]) > 1e-300:
             return False
         if pivot != col:
-            for k in range(5):
+            for k in range(n):
                 m[col, k], m[pivot, k] = m[pivot, k], m[col, k]
             rhs[col], rhs[pivot] = rhs[pivot], rhs[col]
-        for r in range(col + 1, 5):
+        for r in range(col + 1, n):
             f = m[r, col] / m[col, col]
-            for k in range(col, 5):
+            for k in range(col, n):
                 m[r, k] -= f * m[col, k]
             rhs[r] -= f * rhs[col]
-    for r in range(4, -1, -1):
+    for r in range(n - 1, -1, -1):
         acc = rhs[r]
-        for k in range(r + 1, 5):
+        for k in range(r + 1, n):
             acc -= m[r, k] * out[k]
         out[r] = acc / m[r, r]
     return True
+
+
+@_compiled
+def damped_solve(jtj: np.ndarray, jtr: np.ndarray) -> np.ndarray:
+    """A Gauss-Newton system (J^T W J (P, P), consumed; J^T W r (P,)) -> the damped step (P,); (0,) when singular.
+
+    Light Levenberg damping (1e-6 of the trace): the angle of a near-circle (and short arcs) is otherwise
+    unconstrained.
+    """
+    p = len(jtj)
+    trace = 0.0
+    for i in range(p):
+        trace += jtj[i, i]
+    for i in range(p):
+        jtj[i, i] += 1e-6 * trace + 1e-12
+    rhs = -jtr
+    step = np.empty(p)
+    if not _solve(jtj, rhs, step) or not np.isfinite(step).all():
+        return np.empty(0)
+    return step
 
 
 @_compiled
@@ -388,7 +564,7 @@ def _refit_on_inliers(p: np.ndarray, d2: np.ndarray, tol2: float, q: np.ndarray)
     for j in range(5):
         gram[j, j] += 1e-9  # fewer than 5 inliers stays solvable (and is then rejected as a conic)
     sol = np.empty(5)
-    return _solve5(gram, h, sol) and _to_conic(sol, q)
+    return _solve(gram, h, sol) and _to_conic(sol, q)
 
 
 @_compiled
@@ -451,7 +627,7 @@ def ransac_conic(
                 for j in range(5):
                     rhs[j] = _design_row(p[idx[j], 0], p[idx[j], 1], row)
                     m[j, :] = row
-                if not (_solve5(m, rhs, sol) and _to_conic(sol, q)):
+                if not (_solve(m, rhs, sol) and _to_conic(sol, q)):
                     continue
             for round_ in range(local_opt_rounds + 1):
                 if not plausible_conic(q, min_axis_ratio, max_size):
