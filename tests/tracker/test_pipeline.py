@@ -69,3 +69,35 @@ def test_no_lag_after_saccades(tracked):
             after.append(math.hypot(results[i].pupil.ellipse.cx - gt.cx, results[i].pupil.ellipse.cy - gt.cy))
     assert after, "the clip has saccades"
     assert max(after) <= AFTER_SACCADE_PX, after
+
+
+def test_no_frame_waits_for_a_kernel_to_compile(tmp_path):
+    """A fresh install (empty numba cache): the Tracker compiles every kernel the frame path uses before frame 0.
+
+    A kernel first compiled on a live frame stalls it for seconds; the pupil refinement's solve once did.
+    """
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import itertools
+from tools.synthetic import render_clip
+from tracker.fit import kernels
+from tracker.pipeline import Tracker
+from tracker.structures import Frame
+tracker = Tracker.from_model(backend="onnxruntime")
+ready = {k.__name__: len(k.signatures) for k in kernels._DISPATCHERS}
+pupils = 0
+for i, (image, _) in enumerate(itertools.islice(render_clip(40, (320, 240), 60.0, seed=3), 40)):
+    pupils += tracker(Frame(image, i, i / 60.0)).pupil is not None
+    pupils += tracker(Frame(image[::2, ::2].copy(), i, i / 60.0)).pupil is not None  # another frame size
+late = [k.__name__ for k in kernels._DISPATCHERS if len(k.signatures) != ready[k.__name__]]
+print(pupils, *late)
+"""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pupils, *late = done.stdout.split()
+    assert late == []  # nothing compiled after the Tracker was built
+    assert int(pupils) >= 40  # the clip was tracked: the fits and the pupil refinement ran
