@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tracker.fit import kernels
+from tracker.fit import kernels, priors
 from tracker.fit.geometry import angular_coverage, damped_step, ellipse_distance_px, fit_ellipse_robust
 from tracker.structures import Ellipse
 
@@ -107,3 +107,90 @@ def test_a_non_finite_point_gives_no_robust_fit():
         broken[7, 1] = bad
         assert fit_ellipse_robust(broken) is None
     assert fit_ellipse_robust(xy) is not None
+
+
+def numpy_limbus_in_pupil_frame(xy, peaks, pupil: Ellipse, tol: float, min_points: int):
+    """The NumPy version of fit_iris_like_pupil's search that kernels.limbus_in_pupil_frame replaced."""
+    c, s = math.cos(pupil.angle_rad), math.sin(pupil.angle_rad)
+    k = pupil.semi_major / pupil.semi_minor
+    d = xy - (pupil.cx, pupil.cy)
+    u, v = d[:, 0] * c + d[:, 1] * s, (-d[:, 0] * s + d[:, 1] * c) * k
+    r = np.hypot(u, v)
+    lo, hi = pupil.semi_major / priors.PUPIL_IRIS_RATIO[1], pupil.semi_major / priors.PUPIL_IRIS_RATIO[0]
+    in_range = (r >= lo) & (r <= hi)
+    if in_range.sum() < min_points:
+        return None
+    edges = np.arange(lo, hi + tol, tol)
+    counts, _ = np.histogram(r[in_range], bins=edges, weights=peaks[in_range])
+    radius = float(edges[int(np.argmax(np.convolve(counts, np.ones(3), mode="same")))] + 0.5 * tol)
+    near = np.abs(r - radius) <= 1.5 * tol
+    if near.sum() < min_points:
+        return None
+    sol, *_ = np.linalg.lstsq(np.stack([u[near], v[near], np.ones(near.sum())], axis=1), r[near] ** 2, rcond=None)
+    cu, cv = sol[0] / 2, sol[1] / 2
+    r2 = sol[2] + cu * cu + cv * cv
+    rr = math.sqrt(r2) if r2 > 0 else None
+    if rr is None or math.hypot(cu, cv) > priors.MAX_CENTRE_OFFSET * rr:
+        cu, cv, rr = 0.0, 0.0, float(np.median(r[near]))
+    dist = np.abs(np.hypot(u - cu, v - cv) - rr)
+    inliers = dist <= tol
+    if inliers.sum() < min_points:
+        return None
+    sectors = ((np.arctan2(v[inliers] - cv, u[inliers] - cu) + math.pi) / (2 * math.pi) * 36).astype(np.intp) % 36
+    return cu, cv, rr, inliers, np.unique(sectors).size / 36, math.sqrt(np.mean(dist[inliers] ** 2))
+
+
+def limbus_case(seed: int):
+    """A pupil, ridge points and a tolerance: side arcs or more of a limbus around it (in every third case one
+    short noisy arc, whose algebraic circle wanders off; none in every fifth), a lid line and clutter."""
+    rng = np.random.default_rng(seed)
+    angle = rng.uniform(0, math.pi)
+    a = rng.uniform(12, 30)
+    pupil = Ellipse(160, 120, a, a * rng.uniform(0.6, 1.0), angle)
+    scale = rng.uniform(2.0, 3.5)
+    iris = Ellipse(161, 120.5, scale * pupil.semi_major, scale * pupil.semi_minor, angle)
+    span = rng.uniform(0.2, 1.2)
+    t = np.concatenate([rng.uniform(-span, span, 60), rng.uniform(math.pi - span, math.pi + span, 60)])
+    noise_px = 0.5
+    if seed % 3 == 2:  # the median-radius fallback: the circle through a 7-degree arc is not the limbus
+        t, noise_px = rng.uniform(-0.06, 0.06, 120), 1.0
+    arcs = iris.points_at(t) + rng.normal(0, noise_px, (120, 2)) if seed % 5 else np.empty((0, 2))
+    lid = np.stack([rng.uniform(40, 280, 50), rng.uniform(60, 75, 50)], axis=1)
+    clutter = rng.uniform(40, 280, (rng.integers(0, 60), 2))
+    xy = np.ascontiguousarray(np.concatenate([arcs, lid, clutter]))
+    return pupil, xy, rng.uniform(0.35, 1.0, len(xy)), rng.uniform(1.0, 2.5)
+
+
+def compiled_limbus(pupil: Ellipse, xy: np.ndarray, peaks: np.ndarray, tol: float):
+    k = pupil.semi_major / pupil.semi_minor
+    lo, hi = pupil.semi_major / priors.PUPIL_IRIS_RATIO[1], pupil.semi_major / priors.PUPIL_IRIS_RATIO[0]
+    return kernels.limbus_in_pupil_frame(
+        xy, peaks, pupil.cx, pupil.cy, pupil.angle_rad, k, lo, hi, tol, 12, priors.MAX_CENTRE_OFFSET, 36
+    )
+
+
+@pytest.mark.parametrize("seed", range(45))
+def test_limbus_search_in_the_pupil_frame_matches_numpy(seed):
+    """The same circle, inliers, coverage and residual as the NumPy search, or no circle in both."""
+    pupil, xy, peaks, tol = limbus_case(seed)
+    expected = numpy_limbus_in_pupil_frame(xy, peaks, pupil, tol, 12)
+    found, cu, cv, rr, inliers, coverage, rms_px = compiled_limbus(pupil, xy, peaks, tol)
+    assert found == (expected is not None)
+    if found:
+        assert (cu, cv, rr) == pytest.approx(expected[:3], abs=1e-9)
+        assert np.array_equal(inliers, expected[3]) and coverage == expected[4]
+        assert rms_px == pytest.approx(expected[5], rel=1e-9)
+
+
+def test_the_limbus_cases_cover_every_outcome():
+    outcomes = [numpy_limbus_in_pupil_frame(*(lambda p, x, w, t: (x, w, p, t, 12))(*limbus_case(s))) for s in range(45)]
+    assert any(o is None for o in outcomes)  # no circle
+    assert any(o is not None and (o[0], o[1]) == (0.0, 0.0) for o in outcomes)  # the median-radius fallback
+    assert any(o is not None and (o[0], o[1]) != (0.0, 0.0) for o in outcomes)  # the algebraic circle kept
+
+
+def test_limbus_search_gives_up_without_enough_points_in_range():
+    pupil = Ellipse.circle(100, 100, 20)
+    far = Ellipse.circle(100, 100, 400).points(100)  # 20x the pupil: no iris
+    found, *_ = kernels.limbus_in_pupil_frame(far, np.ones(100), 100, 100, 0.0, 1.0, 25.0, 166.7, 1.5, 12, 0.2, 36)
+    assert not found and numpy_limbus_in_pupil_frame(far, np.ones(100), pupil, 1.5, 12) is None

@@ -59,6 +59,7 @@ class FitConfig:
 # With the pupil's shape and centre fixed, only the radius is measured: two side arcs of ~20 degrees each
 # (what half-closed lids leave) determine it, where a free ellipse needs a third of the perimeter.
 CONSTRAINED_MIN_COVERAGE = 0.1
+LIMBUS_SECTORS = 36  # angular sectors of the pupil-frame circle whose share is its coverage
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,54 +163,20 @@ def fit_iris_like_pupil(pts: Points, pupil: Ellipse, config: FitConfig) -> Bound
     """
     if len(pts.xy) < config.min_points:
         return None
-    c, s = math.cos(pupil.angle_rad), math.sin(pupil.angle_rad)
     k = pupil.semi_major / max(pupil.semi_minor, 1e-9)
-    d = pts.xy - (pupil.cx, pupil.cy)
-    u = d[:, 0] * c + d[:, 1] * s
-    v = (-d[:, 0] * s + d[:, 1] * c) * k
-    r = np.hypot(u, v)
     lo, hi = pupil.semi_major / priors.PUPIL_IRIS_RATIO[1], pupil.semi_major / priors.PUPIL_IRIS_RATIO[0]
-    tol = pts.tol_px
-    in_range = (r >= lo) & (r <= hi)
-    if in_range.sum() < config.min_points:
+    found, cu, cv, rr, inliers, coverage, rms_px = kernels.limbus_in_pupil_frame(
+        pts.xy, pts.peaks, pupil.cx, pupil.cy, pupil.angle_rad, k, lo, hi, pts.tol_px, config.min_points,
+        priors.MAX_CENTRE_OFFSET, LIMBUS_SECTORS,
+    )  # fmt: skip
+    if not found or coverage < CONSTRAINED_MIN_COVERAGE:
         return None
-    edges = np.arange(lo, hi + tol, tol)
-    counts, _ = np.histogram(r[in_range], bins=edges, weights=pts.peaks[in_range])
-    window = np.convolve(counts, np.ones(3), mode="same")  # a limbus blurred over neighbouring radii still wins
-    radius = float(edges[int(np.argmax(window))] + 0.5 * tol)
-    inliers = np.abs(r - radius) <= 1.5 * tol
-    if inliers.sum() < config.min_points:
-        return None
-    # A small decentration is allowed: a circle fit of the inliers, kept when its centre stays within the prior.
-    cu, cv, rr = _kasa_circle(u[inliers], v[inliers])
-    if rr is None or math.hypot(cu, cv) > priors.MAX_CENTRE_OFFSET * rr:
-        cu, cv, rr = 0.0, 0.0, float(np.median(r[inliers]))
-    dist = np.abs(np.hypot(u - cu, v - cv) - rr)
-    inliers = dist <= tol
-    if inliers.sum() < config.min_points:
-        return None
-    angles = np.arctan2(v[inliers] - cv, u[inliers] - cu)
-    coverage = float(np.unique(((angles + math.pi) / (2 * math.pi) * 36).astype(np.intp) % 36).size) / 36
-    if coverage < CONSTRAINED_MIN_COVERAGE:
-        return None
+    c, s = math.cos(pupil.angle_rad), math.sin(pupil.angle_rad)
     cx = pupil.cx + c * cu - s * (cv / k)
     cy = pupil.cy + s * cu + c * (cv / k)
     e = Ellipse(cx, cy, rr, rr / k, pupil.angle_rad)
     # Distances in the pupil's frame stretch the minor direction by k: an upper bound of the true residual.
-    return _boundary_fit(e, pts, inliers, coverage, True, float(np.sqrt(np.mean(dist[inliers] ** 2))))
-
-
-def _kasa_circle(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float | None]:
-    """Algebraic least-squares circle through points: (cx, cy, r), r None when degenerate."""
-    a = np.stack([x, y, np.ones_like(x)], axis=1)
-    b = x * x + y * y
-    try:
-        sol, *_ = np.linalg.lstsq(a, b, rcond=None)
-    except np.linalg.LinAlgError:
-        return 0.0, 0.0, None
-    cx, cy = sol[0] / 2, sol[1] / 2
-    r2 = sol[2] + cx * cx + cy * cy
-    return float(cx), float(cy), (float(math.sqrt(r2)) if r2 > 0 else None)
+    return _boundary_fit(e, pts, inliers, coverage, True, rms_px)
 
 
 REFINE_NORMALS = 96  # normals searched around a refined boundary
@@ -418,21 +385,28 @@ def status_of(iris: Boundary | None, pupil: Boundary | None) -> Status:
 def warm_up(input_hw: tuple[int, int] = (128, 128)) -> None:
     """Compile (or load from the on-disk cache) the fitting kernels now, so no live frame waits for it."""
     h, w = input_hw
-    iris, pupil = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
-    cv2.circle(iris, (w // 2, h // 2), round(0.35 * min(h, w)), 1.0, 2)
-    cv2.circle(pupil, (w // 2, h // 2), round(0.15 * min(h, w)), 1.0, 2)
-    cv2.line(iris, (0, h // 4), (w - 1, h // 4), 1.0, 2)  # a lid-like line: the RANSAC path runs too
-    edges = np.empty((h, w, 2), np.float32)
-    edges[:, :, IRIS], edges[:, :, PUPIL] = iris, pupil
-    edges = cv2.GaussianBlur(edges, (5, 5), 1.0)
-    for dtype in (np.uint8, np.uint16):  # the image evidence reads 8- and 16-bit frames
-        gray = np.full(input_hw, 100, dtype)
-        # A dark pupil, so the refinement finds its edge and its solve compiles now too.
-        cv2.circle(gray, (w // 2, h // 2), round(0.15 * min(h, w)), 30, -1)
-        try:
-            fit_eye(edges, input_hw, gray=gray)
-        except OSError:
-            # numba compiled a kernel but could not write its cache (a full disk, a file-size limit): caching is
-            # an optimisation, so this process compiles without it rather than failing.
-            kernels.uncached()
-            fit_eye(edges, input_hw, gray=gray)
+    centre, r_iris, r_pupil = (w // 2, h // 2), round(0.35 * min(h, w)), round(0.15 * min(h, w))
+    pupil = np.zeros((h, w), np.float32)
+    cv2.circle(pupil, centre, r_pupil, 1.0, 2)
+    open_eye = np.zeros((h, w), np.float32)
+    cv2.circle(open_eye, centre, r_iris, 1.0, 2)
+    cv2.line(open_eye, (0, h // 4), (w - 1, h // 4), 1.0, 2)  # a lid-like line: the RANSAC path runs too
+    # Side arcs whose free fit is flatter than the round pupil (half-closed lids): the limbus refit in the
+    # pupil's frame runs.
+    side_arcs = np.zeros((h, w), np.float32)
+    for start_deg in (-30, 150):
+        cv2.ellipse(side_arcs, centre, (r_iris, round(0.6 * r_iris)), 0, start_deg, start_deg + 60, 1.0, 2)
+    for iris in (open_eye, side_arcs):
+        edges = np.empty((h, w, 2), np.float32)
+        edges[:, :, IRIS], edges[:, :, PUPIL] = iris, pupil
+        edges = cv2.GaussianBlur(edges, (5, 5), 1.0)
+        for dtype in (np.uint8, np.uint16):  # the image evidence reads 8- and 16-bit frames
+            gray = np.full(input_hw, 100, dtype)
+            cv2.circle(gray, centre, r_pupil, 30, -1)  # a dark pupil: the refinement's solve compiles now too
+            try:
+                fit_eye(edges, input_hw, gray=gray)
+            except OSError:
+                # numba compiled a kernel but could not write its cache (a full disk, a file-size limit): caching
+                # is an optimisation, so this process compiles without it rather than failing.
+                kernels.uncached()
+                fit_eye(edges, input_hw, gray=gray)

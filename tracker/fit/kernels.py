@@ -290,6 +290,100 @@ def inlier_support(
 
 
 @_compiled
+def limbus_in_pupil_frame(
+    xy: np.ndarray,
+    peaks: np.ndarray,
+    pcx: float,
+    pcy: float,
+    angle_rad: float,
+    k: float,
+    lo: float,
+    hi: float,
+    tol: float,
+    min_points: int,
+    max_offset: float,
+    bins: int,
+) -> tuple[bool, float, float, float, np.ndarray, float, float]:
+    """(N, 2) pixels, (N,) peaks -> the limbus circle in the frame where the pupil is one (tracker.fit.eye).
+
+    Points rotated by `angle_rad` about (pcx, pcy) and stretched by k across: the radius in [lo, hi] with most
+    peak weight (bins of `tol`, summed over 3 neighbours), the points within 1.5 tol of it, their algebraic
+    circle (its centre kept within max_offset of its radius, else the pupil's centre and their median radius),
+    and its points within tol. Returns (found, centre u, centre v, radius, (N,) inliers, coverage in `bins`
+    sectors, RMS distance); found is False with fewer than min_points at any step.
+    """
+    n = len(xy)
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    u, v, r = np.empty(n), np.empty(n), np.empty(n)
+    for i in range(n):
+        dx, dy = xy[i, 0] - pcx, xy[i, 1] - pcy
+        u[i], v[i] = dx * c + dy * s, (-dx * s + dy * c) * k
+        r[i] = math.sqrt(u[i] * u[i] + v[i] * v[i])
+    inliers = np.zeros(n, dtype=np.bool_)
+    none = (False, 0.0, 0.0, 0.0, inliers, 0.0, 0.0)
+    edges = np.arange(lo, hi + tol, tol)  # the radius bins, as np.histogram takes them
+    counts = np.zeros(max(len(edges) - 1, 1))
+    in_range = 0
+    for i in range(n):
+        if lo <= r[i] <= hi:
+            in_range += 1
+            j = np.searchsorted(edges, r[i], side="right") - 1  # edges[j] <= r < edges[j + 1]; the last bin is closed
+            if j == len(edges) - 1 and r[i] == edges[-1]:
+                j -= 1
+            if 0 <= j < len(edges) - 1:
+                counts[j] += peaks[i]
+    if in_range < min_points or len(edges) < 2:
+        return none
+    best, best_j = -math.inf, 0
+    for j in range(len(counts)):  # a limbus blurred over neighbouring radii still wins
+        w = counts[j] + (counts[j - 1] if j > 0 else 0.0) + (counts[j + 1] if j + 1 < len(counts) else 0.0)
+        if w > best:
+            best, best_j = w, j
+    radius = edges[best_j] + 0.5 * tol
+    near = 0
+    gram, rhs = np.zeros((3, 3)), np.zeros(3)
+    for i in range(n):
+        if abs(r[i] - radius) <= 1.5 * tol:
+            near += 1
+            row = (u[i], v[i], 1.0)
+            for a in range(3):
+                rhs[a] += row[a] * (u[i] * u[i] + v[i] * v[i])
+                for b in range(3):
+                    gram[a, b] += row[a] * row[b]
+    if near < min_points:
+        return none
+    sol = np.empty(3)
+    cu = cv = rr = 0.0
+    solved = _solve(gram, rhs, sol)
+    if solved:
+        cu, cv = sol[0] / 2, sol[1] / 2
+        r2 = sol[2] + cu * cu + cv * cv
+        solved = r2 > 0 and math.isfinite(r2)
+        rr = math.sqrt(r2) if solved else 0.0
+    if not solved or math.sqrt(cu * cu + cv * cv) > max_offset * rr:
+        near_r = np.empty(near)
+        m = 0
+        for i in range(n):
+            if abs(r[i] - radius) <= 1.5 * tol:
+                near_r[m] = r[i]
+                m += 1
+        cu, cv, rr = 0.0, 0.0, float(np.median(near_r))
+    hit = np.zeros(bins, dtype=np.bool_)
+    count, sq = 0, 0.0
+    for i in range(n):
+        du, dv = u[i] - cu, v[i] - cv
+        d = abs(math.sqrt(du * du + dv * dv) - rr)
+        if d <= tol:
+            inliers[i] = True
+            count += 1
+            sq += d * d
+            hit[int((math.atan2(dv, du) + math.pi) / (2 * math.pi) * bins) % bins] = True
+    if count < min_points:
+        return none
+    return True, cu, cv, rr, inliers, np.count_nonzero(hit) / bins, math.sqrt(sq / count)
+
+
+@_compiled
 def ellipse_inside(
     cx: float,
     cy: float,
