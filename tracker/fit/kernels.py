@@ -7,7 +7,8 @@ keeps the machine code in ~/.cache/iristrack/numba (tracker.paths.cache_dir; a N
 set wins), so only the first run after an install compiles (seconds) and nothing is written beside the
 installed package. The seed fit's and the inlier summaries' kernels (centred_f32, sampson_inliers,
 inlier_summary, inlier_support) and the one-eye containment check replaced NumPy expressions of a few
-microseconds each, called several times per boundary: together ~0.3 ms of a close-up frame's fit stage.
+microseconds each, called several times per boundary: together ~0.3 ms of a close-up frame's fit stage; the
+limbus refit in the pupil's frame (limbus_in_pupil_frame) went from 0.14 ms to 0.01 ms where it runs.
 Pure functions on arrays; the geometry module wraps them in typed results.
 """
 
