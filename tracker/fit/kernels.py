@@ -177,6 +177,17 @@ def sampson_inliers(
 
 
 @_compiled
+def _parametric_sector(c: float, s: float, a: float, b: float, dx: float, dy: float, bins: int) -> int:
+    """The sector (of `bins` equal ones of the parametric angle, 0..2pi) of offset (dx, dy) from an ellipse's centre.
+
+    (c, s) are the cosine and sine of the ellipse's angle, a and b its semi-axes (> 0).
+    """
+    # Parametric rather than polar angle, so equal bins are comparable pieces of a flat ellipse's perimeter.
+    t = math.atan2((-s * dx + c * dy) / b, (c * dx + s * dy) / a)
+    return int(math.floor((t % (2 * math.pi)) * (bins / (2 * math.pi)))) % bins
+
+
+@_compiled
 def inlier_summary(
     cx: float,
     cy: float,
@@ -208,9 +219,7 @@ def inlier_summary(
         if inliers[i]:
             count += 1
             sq += d * d
-            dx, dy = xy[i, 0] - cx, xy[i, 1] - cy
-            t = math.atan2((-s * dx + c * dy) / pb, (c * dx + s * dy) / pa)
-            hit[int(math.floor((t % (2 * math.pi)) * (bins / (2 * math.pi)))) % bins] = True
+            hit[_parametric_sector(c, s, pa, pb, xy[i, 0] - cx, xy[i, 1] - cy, bins)] = True
     rms = math.sqrt(sq / count) if count else math.nan
     return inliers, count, rms, np.count_nonzero(hit) / bins
 
@@ -264,10 +273,7 @@ def angular_coverage(cx: float, cy: float, a: float, b: float, angle_rad: float,
     a, b = max(a, 1e-9), max(b, 1e-9)
     hit = np.zeros(bins, dtype=np.bool_)
     for i in range(len(xy)):
-        dx, dy = xy[i, 0] - cx, xy[i, 1] - cy
-        # Parametric rather than polar angle, so equal bins are comparable pieces of a flat ellipse's perimeter.
-        t = math.atan2((-s * dx + c * dy) / b, (c * dx + s * dy) / a)
-        hit[int(math.floor((t % (2 * math.pi)) * (bins / (2 * math.pi)))) % bins] = True
+        hit[_parametric_sector(c, s, a, b, xy[i, 0] - cx, xy[i, 1] - cy, bins)] = True
     return np.count_nonzero(hit) / bins
 
 
